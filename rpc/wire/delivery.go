@@ -1,0 +1,62 @@
+package wire
+
+import (
+	"context"
+	"sync/atomic"
+
+	"google.golang.org/grpc/stats"
+)
+
+// Delivery records, for one call attempt, whether its request may have
+// reached a server. A write that failed before it could have arrived had no
+// effect (determinate, safe to retry); one that may have arrived has an
+// unknown outcome.
+type Delivery struct {
+	tracked        atomic.Bool
+	mayHaveArrived atomic.Bool
+}
+
+// MayHaveArrived reports whether the request may have reached a server. It is
+// true, conservatively, when the connection does not track delivery (it was
+// not built with DialOptions).
+func (d *Delivery) MayHaveArrived() bool {
+	return d.mayHaveArrived.Load() || !d.tracked.Load()
+}
+
+type deliveryKey struct{}
+
+// TrackDelivery returns a context for one call attempt on a connection built
+// with DialOptions, and the Delivery that the call will update.
+func TrackDelivery(ctx context.Context) (context.Context, *Delivery) {
+	d := &Delivery{}
+	return context.WithValue(ctx, deliveryKey{}, d), d
+}
+
+// deliveryTracker is the stats handler behind Delivery. gRPC tags every call
+// before it picks a connection, and reports OutHeader only once an
+// established connection accepted the call's stream; a call that fails before
+// that (no connection, connection refused, deadline while connecting,
+// connection closing) never left the client.
+type deliveryTracker struct{}
+
+func (deliveryTracker) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	if d, ok := ctx.Value(deliveryKey{}).(*Delivery); ok {
+		d.tracked.Store(true)
+	}
+	return ctx
+}
+
+func (deliveryTracker) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if _, ok := s.(*stats.OutHeader); !ok {
+		return
+	}
+	if d, ok := ctx.Value(deliveryKey{}).(*Delivery); ok {
+		d.mayHaveArrived.Store(true)
+	}
+}
+
+func (deliveryTracker) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+
+func (deliveryTracker) HandleConn(context.Context, stats.ConnStats) {}

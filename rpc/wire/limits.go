@@ -1,0 +1,56 @@
+package wire
+
+import (
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+)
+
+// MaxMessageBytes bounds one gRPC message in either direction. Persist values
+// reach hundreds of MiB, so the 4 MiB gRPC default is far too small; the
+// protocol promises at least 256 MiB and this leaves room for framing and a
+// few versions in one Scan.
+const MaxMessageBytes = 300 << 20
+
+// LeaderMetadataKey is the response header in which a replica names the
+// gRPC address of the leader it knows, so that clients can go there directly.
+const LeaderMetadataKey = "committer-leader"
+
+// Keepalive: a peer that stops answering (paused process, dead host, silent
+// partition) is detected within keepaliveTime+keepaliveTimeout instead of
+// when the kernel gives up on the TCP connection.
+const (
+	keepaliveTime    = 20 * time.Second
+	keepaliveTimeout = 10 * time.Second
+	// keepaliveMinTime is the most frequent client ping a server accepts; it
+	// must stay below keepaliveTime or servers would close healthy clients
+	// for pinging too often (gRPC's default minimum is 5 minutes).
+	keepaliveMinTime = 10 * time.Second
+)
+
+// ServerOptions lifts gRPC's message limits on a server to MaxMessageBytes
+// and sets keepalive matching DialOptions.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxSendMsgSize(MaxMessageBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
+	}
+}
+
+// DialOptions lifts gRPC's message limits on a client connection to
+// MaxMessageBytes, sets keepalive matching ServerOptions, and tracks request
+// delivery for TrackDelivery. Every connection that carries consensus calls
+// should be built with them.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithStatsHandler(deliveryTracker{}),
+		grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(MaxMessageBytes),
+			grpc.MaxCallSendMsgSize(MaxMessageBytes),
+		),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}),
+	}
+}
