@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hacommit/committer/backend"
+	"github.com/hacommit/committer/backend/bolt"
+	"github.com/hacommit/committer/rpc/client"
+)
+
+// buildCommitter compiles this command into a temporary directory.
+func buildCommitter(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(t.TempDir(), "committer")
+	out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeLoopbackAddr returns 127.0.0.1:port for a port nothing listens on.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	if err := lis.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// process is a running committer whose JSON log lines are collected.
+type process struct {
+	cmd   *exec.Cmd
+	lines chan map[string]any
+	done  chan error
+}
+
+func start(t *testing.T, bin string, env []string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, lines: make(chan map[string]any, 1000), done: make(chan error, 1)}
+	go func() {
+		// Read every line so the process never blocks on a full pipe; the
+		// channel is large enough for a test's worth of lines and drops any
+		// beyond that rather than block.
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				line = map[string]any{"msg": "unparsable: " + sc.Text()}
+			}
+			select {
+			case p.lines <- line:
+			default:
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+		close(p.lines)
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// waitLog returns the first log line with message msg.
+func (p *process) waitLog(t *testing.T, msg string) map[string]any {
+	t.Helper()
+	timeout := time.After(60 * time.Second)
+	for {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("committer exited before logging %q", msg)
+			}
+			if line["msg"] == msg {
+				return line
+			}
+		case <-timeout:
+			t.Fatalf("committer did not log %q", msg)
+		}
+	}
+}
+
+// stop sends sig and asserts a clean exit after a clean shutdown.
+func (p *process) stop(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLog(t, "stopped")
+	for range p.lines { // drain to EOF
+	}
+	if err := <-p.done; err != nil {
+		t.Fatalf("committer exited with %v after %v, want status 0", err, sig)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+}
+
+func casAndHead(t *testing.T, addr string) {
+	t.Helper()
+	c, err := client.New([]string{addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	committed, err := c.CompareAndSet(ctx, "shard", backend.VersionedData{SeqNo: 0, Data: []byte("hello")})
+	if err != nil || !committed {
+		t.Fatalf("cas = %v, %v; want committed", committed, err)
+	}
+	got, err := c.Head(ctx, "shard")
+	if err != nil || got == nil || got.SeqNo != 0 || string(got.Data) != "hello" {
+		t.Fatalf("head = %+v, %v; want {0 hello}", got, err)
+	}
+}
+
+// wantStored reopens the bolt file after the process exited and checks that
+// the write is there.
+func wantStored(t *testing.T, path string) {
+	t.Helper()
+	b, err := bolt.Open(path, bolt.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("reopen %s: %v", path, err)
+	}
+	defer func() { _ = b.Close() }()
+	got, err := b.Head(t.Context(), "shard")
+	if err != nil || got == nil || string(got.Data) != "hello" {
+		t.Fatalf("stored head = %+v, %v; want {0 hello}", got, err)
+	}
+}
+
+func TestServeWithFlagsAndSIGTERM(t *testing.T) {
+	bin := buildCommitter(t)
+	db := filepath.Join(t.TempDir(), "consensus.db")
+	addr := freeLoopbackAddr(t)
+	p := start(t, bin, nil, "serve", "--backend", "bolt://"+db, "--grpc-addr", addr, "--log-level", "info")
+	if got := p.waitLog(t, "serving persist consensus API")["grpc_addr"]; got != addr {
+		t.Fatalf("serving on %v, want %s", got, addr)
+	}
+	casAndHead(t, addr)
+	p.stop(t, syscall.SIGTERM)
+	wantStored(t, db)
+}
+
+func TestServeWithEnvironmentAndSIGINT(t *testing.T) {
+	bin := buildCommitter(t)
+	db := filepath.Join(t.TempDir(), "consensus.db")
+	addr := freeLoopbackAddr(t)
+	p := start(t, bin, []string{"COMMITTER_BACKEND=bolt://" + db, "COMMITTER_GRPC_ADDR=" + addr, "COMMITTER_LOG_FORMAT=json"}, "serve")
+	if got := p.waitLog(t, "serving persist consensus API")["grpc_addr"]; got != addr {
+		t.Fatalf("serving on %v, want %s from COMMITTER_GRPC_ADDR", got, addr)
+	}
+	casAndHead(t, addr)
+	p.stop(t, syscall.SIGINT)
+	wantStored(t, db)
+}
+
+// runInProcess runs the command line and returns its exit code and stderr.
+func runInProcess(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var stdout, stderr strings.Builder
+	code := execute(t.Context(), args, &stdout, &stderr)
+	return code, stderr.String()
+}
+
+func TestEnvironmentAndFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"backend is required", nil, []string{"serve"}, `required flag(s) "backend" not set`},
+		{"env satisfies a required flag", map[string]string{"COMMITTER_BACKEND": "mysql://root:hunter2@db/x"}, []string{"serve"},
+			`open backend: unsupported backend URL: scheme "mysql"`},
+		{"flag wins over env", map[string]string{"COMMITTER_BACKEND": "mysql://db/x"}, []string{"serve", "--backend", "sqlite:///x"},
+			`scheme "sqlite"`},
+		{"bad env value names the variable", map[string]string{"COMMITTER_MAX_DATA_BYTES": "lots"}, []string{"serve", "--backend", "bolt:///x"},
+			`invalid environment: COMMITTER_MAX_DATA_BYTES: invalid argument "lots"`},
+		{"global flag from env", map[string]string{"COMMITTER_LOG_LEVEL": "chatty"}, []string{"serve", "--backend", "bolt:///x"},
+			`--log-level "chatty"`},
+		{"isolation is checked", map[string]string{"COMMITTER_ISOLATION": "snapshot"}, []string{"serve", "--backend", "bolt:///x"},
+			`--isolation: unknown isolation level "snapshot"`},
+		{"positive data limit", nil, []string{"serve", "--backend", "bolt:///x", "--max-data-bytes", "0"},
+			"--max-data-bytes must be positive, got 0"},
+		{"unusable listen address", nil, []string{"serve", "--backend", "bolt://" + filepath.Join(t.TempDir(), "c.db"), "--grpc-addr", "256.0.0.1:1"},
+			"listen on --grpc-addr 256.0.0.1:1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			code, stderr := runInProcess(t, tc.args...)
+			if code != 1 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr, tc.want)
+			}
+			if strings.Contains(stderr, "hunter2") {
+				t.Errorf("stderr shows a password: %q", stderr)
+			}
+		})
+	}
+}
+
+func TestHelpNamesEveryVariable(t *testing.T) {
+	var stdout, stderr strings.Builder
+	if code := execute(t.Context(), []string{"serve", "--help"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("serve --help: exit %d, %s", code, stderr.String())
+	}
+	for _, v := range []string{"COMMITTER_BACKEND", "COMMITTER_GRPC_ADDR", "COMMITTER_MAX_DATA_BYTES", "COMMITTER_ISOLATION",
+		"COMMITTER_PG_MAX_CONNS", "COMMITTER_SHUTDOWN_TIMEOUT", "COMMITTER_LOG_LEVEL", "COMMITTER_LOG_FORMAT"} {
+		if !strings.Contains(stdout.String(), "[$"+v+"]") {
+			t.Errorf("serve --help does not mention %s:\n%s", v, stdout.String())
+		}
+	}
+	if !strings.Contains(stdout.String(), `(default ":6882")`) {
+		t.Errorf("serve --help does not show the default gRPC address:\n%s", stdout.String())
+	}
+}

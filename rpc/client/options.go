@@ -1,0 +1,95 @@
+package client
+
+import (
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+const (
+	// DefaultCallTimeout bounds a call (all its attempts) whose context has
+	// no deadline.
+	DefaultCallTimeout = 30 * time.Second
+	// DefaultMaxAttempts bounds the attempts of one call.
+	DefaultMaxAttempts = 5
+	// DefaultInitialBackoff and DefaultMaxBackoff bound the pause between
+	// attempts; it doubles from the first to the second, with jitter.
+	DefaultInitialBackoff = 25 * time.Millisecond
+	DefaultMaxBackoff     = time.Second
+	// maxEndpoints caps how many distinct addresses the client will connect
+	// to, so that leader hints cannot grow the connection set without bound.
+	maxEndpoints = 32
+)
+
+type config struct {
+	callTimeout    time.Duration
+	maxAttempts    int
+	initialBackoff time.Duration
+	maxBackoff     time.Duration
+	dialOptions    []grpc.DialOption
+	logger         *slog.Logger
+}
+
+func defaultConfig() config {
+	return config{
+		callTimeout:    DefaultCallTimeout,
+		maxAttempts:    DefaultMaxAttempts,
+		initialBackoff: DefaultInitialBackoff,
+		maxBackoff:     DefaultMaxBackoff,
+		logger:         slog.Default(),
+	}
+}
+
+// Option configures New.
+type Option func(*config)
+
+// WithCallTimeout sets the deadline given to calls whose context has none;
+// d <= 0 keeps DefaultCallTimeout.
+func WithCallTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.callTimeout = d
+		}
+	}
+}
+
+// WithMaxAttempts bounds the attempts of one call (1 disables retries);
+// n <= 0 keeps DefaultMaxAttempts.
+func WithMaxAttempts(n int) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.maxAttempts = n
+		}
+	}
+}
+
+// WithBackoff sets the pause before the first retry and its cap; values <= 0
+// keep the defaults.
+func WithBackoff(initial, max time.Duration) Option {
+	return func(c *config) {
+		if initial > 0 {
+			c.initialBackoff = initial
+		}
+		if max > 0 {
+			c.maxBackoff = max
+		}
+	}
+}
+
+// WithDialOptions adds gRPC dial options, applied after the client's own
+// (plaintext transport, message limits, keepalive), so that for instance
+// grpc.WithTransportCredentials replaces plaintext with TLS.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(c *config) { c.dialOptions = append(c.dialOptions, opts...) }
+}
+
+// WithLogger sets where retries and endpoint changes are logged; nil keeps
+// slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
