@@ -1,0 +1,458 @@
+package cache
+
+import (
+	"container/list"
+	"context"
+	"math"
+	"sync"
+
+	"github.com/hacommit/committer/backend"
+)
+
+// Config bounds the cache. Zero values pick the defaults.
+type Config struct {
+	// MaxEntries bounds the number of cached shards.
+	MaxEntries int
+	// MaxBytes bounds the sum of cached shard names and payloads.
+	MaxBytes int
+}
+
+// Defaults sized for a metadata workload: persist shard states are small,
+// but a few may be large, so the byte bound is what usually evicts.
+const (
+	DefaultMaxEntries = 100_000
+	DefaultMaxBytes   = 256 << 20
+	// entryOverhead approximates the bookkeeping cost of one entry.
+	entryOverhead = 96
+	// anySize: the payload limit is the server's and the storage's to
+	// enforce; the cache validates only what its fast path relies on.
+	anySize = math.MaxInt
+)
+
+// Cache is a backend.Consensus that keeps each shard's latest version.
+//
+// Byte slices are shared, not copied: every layer of the request path treats
+// a VersionedData's Data as immutable once handed over.
+//
+// # What keeps a cached head linearizable
+//
+// Every operation that reaches the store learns something about a shard's
+// head: a read or a committed CaS sees a version that was the head at some
+// moment during the call, a truncate proves the head is at least its seqno,
+// and a CaS of seqno k that the store mismatched proves the head is not k-1.
+// Once such an operation has returned, no later Head may answer from the
+// cache with something older, even while the write that moved the head on is
+// still on its way back to the cache. So when an operation ends (under mu) it
+// either raises the shard's entry to what it saw, or, when it cannot vouch
+// for what it saw, drops the entry.
+//
+// Dropping is safe at any moment; filling is not: an operation that read
+// version n must not fill it after some newer version of the shard was
+// dropped, evicted or never cached (too large), because nothing then stops n
+// from hiding the newer head. Each shard with operations in flight has a
+// flight record whose gen counts such losses; an operation fills only if gen
+// did not move since it started, and a drop always bumps gen.
+type Cache struct {
+	inner      backend.Consensus
+	maxEntries int
+	maxBytes   int
+
+	mu      sync.Mutex
+	lru     *list.List // of *entry, most recently used first
+	entries map[string]*list.Element
+	bytes   int
+	// flights holds a record for every shard with an operation on the store
+	// in flight; it is empty when the cache is idle.
+	flights map[string]*flight
+	stats   Stats // counters only; sizes are filled in by Stats()
+}
+
+type entry struct {
+	shard string
+	v     backend.VersionedData
+}
+
+func (e *entry) size() int { return entrySize(e.shard, e.v) }
+
+func entrySize(shard string, v backend.VersionedData) int {
+	return len(shard) + len(v.Data) + entryOverhead
+}
+
+// flight tracks the operations in flight on one shard.
+type flight struct {
+	refs int
+	// gen counts drops of the shard since the record was created.
+	gen uint64
+}
+
+// ticket is one operation's claim on a shard's flight record.
+type ticket struct {
+	shard string
+	f     *flight
+	gen   uint64
+}
+
+var _ backend.Consensus = (*Cache)(nil)
+
+// New wraps inner.
+func New(inner backend.Consensus, cfg Config) *Cache {
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	return &Cache{
+		inner:      inner,
+		maxEntries: cfg.MaxEntries,
+		maxBytes:   cfg.MaxBytes,
+		lru:        list.New(),
+		entries:    map[string]*list.Element{},
+		flights:    map[string]*flight{},
+	}
+}
+
+// Stats is a point-in-time view for metrics. Counters only grow over the
+// life of a Cache.
+type Stats struct {
+	// Hits and Misses total every decision below: Hits = HeadHits +
+	// CASFastFails + MultiFastFails, Misses = HeadMisses + CASWriteThroughs +
+	// MultiWriteThroughs.
+	Hits, Misses uint64
+	// HeadHits and HeadMisses count Head calls answered from the cache and
+	// read through to the store.
+	HeadHits, HeadMisses uint64
+	// CASFastFails counts CompareAndSets answered "mismatch" from the cache;
+	// CASWriteThroughs those sent to the store.
+	CASFastFails, CASWriteThroughs uint64
+	// MultiFastFails and MultiWriteThroughs count CompareAndSetMulti
+	// elements, not calls, the same way.
+	MultiFastFails, MultiWriteThroughs uint64
+	// Evictions counts entries removed to respect MaxEntries or MaxBytes.
+	Evictions uint64
+	// Drops counts entries removed because the cache could no longer vouch
+	// for them (an indeterminate write, a newer head it could not keep).
+	Drops uint64
+	// Shards and Bytes are the current number and size of entries.
+	Shards int
+	Bytes  int
+}
+
+// Stats returns counters and sizes.
+func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.Hits = s.HeadHits + s.CASFastFails + s.MultiFastFails
+	s.Misses = s.HeadMisses + s.CASWriteThroughs + s.MultiWriteThroughs
+	s.Shards = len(c.entries)
+	s.Bytes = c.bytes
+	return s
+}
+
+// Clear drops every entry. Operations in flight cannot refill what they saw
+// before the clear.
+func (c *Cache) Clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lru.Init()
+	clear(c.entries)
+	c.bytes = 0
+	for _, f := range c.flights {
+		f.gen++
+	}
+}
+
+// HotShards returns up to n shards, most recently used first.
+func (c *Cache) HotShards(n int) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, max(0, min(n, c.lru.Len())))
+	for el := c.lru.Front(); el != nil && len(out) < n; el = el.Next() {
+		out = append(out, el.Value.(*entry).shard)
+	}
+	return out
+}
+
+// Prefetch loads the heads of shards, stopping at the first error.
+func (c *Cache) Prefetch(ctx context.Context, shards []string) error {
+	for _, s := range shards {
+		if _, err := c.Head(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cachedLocked returns the shard's entry and marks it recently used.
+func (c *Cache) cachedLocked(shard string) (*entry, bool) {
+	el, ok := c.entries[shard]
+	if !ok {
+		return nil, false
+	}
+	c.lru.MoveToFront(el)
+	return el.Value.(*entry), true
+}
+
+// beginLocked registers an operation on shard that is about to reach the
+// store; endLocked must follow.
+func (c *Cache) beginLocked(shard string) ticket {
+	f := c.flights[shard]
+	if f == nil {
+		f = &flight{}
+		c.flights[shard] = f
+	}
+	f.refs++
+	return ticket{shard: shard, f: f, gen: f.gen}
+}
+
+func (c *Cache) endLocked(t ticket) {
+	t.f.refs--
+	if t.f.refs == 0 {
+		delete(c.flights, t.shard)
+	}
+}
+
+// clean reports whether nothing was dropped from t's shard since t began.
+func (t ticket) clean() bool { return t.f.gen == t.gen }
+
+// dropLocked removes shard's entry, if any, and stops every operation in
+// flight on it from filling what it saw.
+func (c *Cache) dropLocked(shard string) {
+	if el, ok := c.entries[shard]; ok {
+		c.removeLocked(el)
+		c.stats.Drops++
+	}
+	if f := c.flights[shard]; f != nil {
+		f.gen++
+	}
+}
+
+func (c *Cache) removeLocked(el *list.Element) {
+	e := el.Value.(*entry)
+	c.lru.Remove(el)
+	delete(c.entries, e.shard)
+	c.bytes -= e.size()
+}
+
+// sawLocked records that t's operation saw v as the shard's head (exact) or
+// proved the head is at least v.SeqNo (not exact, v.Data unknown).
+func (c *Cache) sawLocked(t ticket, v backend.VersionedData, exact bool) {
+	e, ok := c.cachedLocked(t.shard)
+	if ok && e.v.SeqNo >= v.SeqNo {
+		return // monotonic: never replace with an older version
+	}
+	if !exact || !t.clean() || entrySize(t.shard, v) > c.maxBytes {
+		// The cache cannot show v, so it must show nothing older.
+		c.dropLocked(t.shard)
+		return
+	}
+	if ok {
+		c.bytes -= e.size()
+		e.v = v
+		c.bytes += e.size()
+	} else {
+		e = &entry{shard: t.shard, v: v}
+		c.entries[t.shard] = c.lru.PushFront(e)
+		c.bytes += e.size()
+	}
+	for c.lru.Len() > c.maxEntries || c.bytes > c.maxBytes {
+		// The entry just raised is at the front and fits on its own, so
+		// the loop stops before reaching it.
+		back := c.lru.Back()
+		shard := back.Value.(*entry).shard
+		c.removeLocked(back)
+		c.stats.Evictions++
+		if f := c.flights[shard]; f != nil {
+			f.gen++
+		}
+	}
+}
+
+// mismatchedLocked records that the store refused a CaS of seqno: the head
+// is not seqno-1. A cached seqno-1 is therefore behind the store (a commit is
+// on its way back), and with no entry an operation in flight might fill
+// seqno-1 after this answer; either way the shard must be dropped.
+func (c *Cache) mismatchedLocked(t ticket, seqno uint64) {
+	if seqno == 0 {
+		return // "the shard is not empty": an absent head is never cached
+	}
+	if e, ok := c.cachedLocked(t.shard); !ok || e.v.SeqNo == seqno-1 {
+		c.dropLocked(t.shard)
+	}
+}
+
+// casOutcomeLocked applies what one CaS element taught the cache.
+func (c *Cache) casOutcomeLocked(t ticket, v backend.VersionedData, committed bool, err error) {
+	switch {
+	case err != nil:
+		if !backend.IsDeterminate(err) {
+			// It may have committed: the cache no longer knows the head.
+			c.dropLocked(t.shard)
+		}
+	case committed:
+		c.sawLocked(t, v, true)
+	default:
+		c.mismatchedLocked(t, v.SeqNo)
+	}
+}
+
+// Head answers from the cache, or reads through and fills it.
+func (c *Cache) Head(ctx context.Context, shard string) (*backend.VersionedData, error) {
+	if err := backend.ValidateShard(shard); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if e, ok := c.cachedLocked(shard); ok {
+		v := e.v
+		c.stats.HeadHits++
+		c.mu.Unlock()
+		return &v, nil
+	}
+	c.stats.HeadMisses++
+	t := c.beginLocked(shard)
+	c.mu.Unlock()
+
+	v, err := c.inner.Head(ctx, shard)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.endLocked(t)
+	// "Absent" is never cached: the first CaS fills the entry.
+	if err == nil && v != nil {
+		c.sawLocked(t, *v, true)
+	}
+	return v, err
+}
+
+// CompareAndSet fast-fails from the cache or writes through.
+func (c *Cache) CompareAndSet(ctx context.Context, shard string, v backend.VersionedData) (bool, error) {
+	if err := backend.ValidateCAS(shard, v, anySize); err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	if e, ok := c.cachedLocked(shard); ok && e.v.SeqNo >= v.SeqNo {
+		// The cached head c >= v.SeqNo > v.SeqNo-1, and heads never
+		// decrease (DESIGN-NOTES §2).
+		c.stats.CASFastFails++
+		c.mu.Unlock()
+		return false, nil
+	}
+	c.stats.CASWriteThroughs++
+	t := c.beginLocked(shard)
+	c.mu.Unlock()
+
+	committed, err := c.inner.CompareAndSet(ctx, shard, v)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.endLocked(t)
+	c.casOutcomeLocked(t, v, committed, err)
+	return committed, err
+}
+
+// CompareAndSetMulti fast-fails the elements the cache can decide and sends
+// the rest to the backend in one call. The fast-failed elements stay
+// mismatched at the moment the backend decides the rest, because heads never
+// decrease, so the call still takes effect at one point.
+func (c *Cache) CompareAndSetMulti(ctx context.Context, ops []backend.CASOp) ([]bool, error) {
+	if err := backend.ValidateCASMulti(ops, anySize); err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(ops))
+	var rest []backend.CASOp
+	var restIdx []int
+	var tickets []ticket
+	c.mu.Lock()
+	for i, op := range ops {
+		if e, ok := c.cachedLocked(op.Shard); ok && e.v.SeqNo >= op.New.SeqNo {
+			c.stats.MultiFastFails++
+			continue
+		}
+		c.stats.MultiWriteThroughs++
+		rest = append(rest, op)
+		restIdx = append(restIdx, i)
+		tickets = append(tickets, c.beginLocked(op.Shard))
+	}
+	c.mu.Unlock()
+	if len(rest) == 0 {
+		return out, nil
+	}
+
+	res, err := c.inner.CompareAndSetMulti(ctx, rest)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for j, t := range tickets {
+		if err == nil && len(res) != len(rest) {
+			// A store that breaks the one-result-per-element contract
+			// taught nothing trustworthy; forget these shards.
+			c.dropLocked(t.shard)
+		} else if err != nil {
+			c.casOutcomeLocked(t, rest[j].New, false, err)
+		} else {
+			c.casOutcomeLocked(t, rest[j].New, res[j], nil)
+		}
+		c.endLocked(t)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(res) != len(rest) {
+		return nil, backend.Indeterminatef("cache: store answered %d results for %d compare-and-sets", len(res), len(rest))
+	}
+	for j, ok := range res {
+		out[restIdx[j]] = ok
+	}
+	return out, nil
+}
+
+// Scan reads through: the cache holds only heads. A scan that returned fewer
+// versions than its limit ended at the head, which fills the cache; one cut
+// short by the limit still proves the head is at least its last version.
+func (c *Cache) Scan(ctx context.Context, shard string, from, limit uint64) ([]backend.VersionedData, error) {
+	if err := backend.ValidateScan(shard, from); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	t := c.beginLocked(shard)
+	c.mu.Unlock()
+
+	vs, err := c.inner.Scan(ctx, shard, from, limit)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.endLocked(t)
+	if err == nil && len(vs) > 0 {
+		exact := uint64(len(vs)) < uint64(backend.ClampLimit(limit))
+		c.sawLocked(t, vs[len(vs)-1], exact)
+	}
+	return vs, err
+}
+
+// Truncate writes through. It never removes a shard's head, so it cannot make
+// an entry wrong; a successful truncate to seqno proves the head is at least
+// seqno, which an entry lagging behind a commit in flight must not contradict.
+func (c *Cache) Truncate(ctx context.Context, shard string, seqno uint64) (uint64, error) {
+	if err := backend.ValidateTruncate(shard, seqno); err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	t := c.beginLocked(shard)
+	c.mu.Unlock()
+
+	deleted, err := c.inner.Truncate(ctx, shard, seqno)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.endLocked(t)
+	if err == nil {
+		c.sawLocked(t, backend.VersionedData{SeqNo: seqno}, false)
+	}
+	return deleted, err
+}
+
+// ListKeys reads through.
+func (c *Cache) ListKeys(ctx context.Context) ([]string, error) {
+	return c.inner.ListKeys(ctx)
+}
