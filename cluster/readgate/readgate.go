@@ -1,0 +1,83 @@
+package readgate
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// Verifier confirms leadership with a quorum round and returns the term it
+// confirmed. It must return once the round is decided (hashicorp/raft's
+// VerifyLeader future always completes, also on shutdown).
+type Verifier func() (term uint64, err error)
+
+// Gate shares leadership-confirmation rounds among concurrent reads.
+type Gate struct {
+	verify Verifier
+
+	mu       sync.Mutex
+	inflight *round // the round running now, nil if none
+	next     *round // the round that starts when inflight ends
+
+	rounds atomic.Uint64
+}
+
+type round struct {
+	done chan struct{}
+	term uint64
+	err  error
+}
+
+// New returns a gate that confirms leadership with verify.
+func New(verify Verifier) *Gate {
+	return &Gate{verify: verify}
+}
+
+// Rounds returns how many confirmation rounds have been started.
+func (g *Gate) Rounds() uint64 { return g.rounds.Load() }
+
+// Wait returns the confirmed term once a confirmation round that started
+// after the call succeeded, the round's error if it failed, or ctx's error.
+// The caller must check that the term is the one whose state it reads.
+func (g *Gate) Wait(ctx context.Context) (uint64, error) {
+	g.mu.Lock()
+	var r *round
+	if g.inflight == nil {
+		r = &round{done: make(chan struct{})}
+		g.start(r)
+	} else {
+		// The round in flight may have sent its heartbeats before this read
+		// arrived: wait for the next one.
+		if g.next == nil {
+			g.next = &round{done: make(chan struct{})}
+		}
+		r = g.next
+	}
+	g.mu.Unlock()
+
+	select {
+	case <-r.done:
+		return r.term, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// start runs r; g.mu must be held. At most one round goroutine exists at a
+// time, and it ends when its Verifier returns.
+func (g *Gate) start(r *round) {
+	g.inflight = r
+	g.rounds.Add(1)
+	go func() {
+		term, err := g.verify()
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		r.term, r.err = term, err
+		close(r.done)
+		g.inflight = nil
+		if n := g.next; n != nil {
+			g.next = nil
+			g.start(n)
+		}
+	}()
+}
