@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,18 +14,20 @@ import (
 
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/backend/backendurl"
-	"github.com/hacommit/committer/rpc/server"
+	"github.com/hacommit/committer/cluster"
 )
 
-// defaultGRPCAddr listens on every interface on committer's gRPC port.
-const defaultGRPCAddr = ":6882"
+// Default listen addresses: every interface on committer's ports.
+const (
+	defaultGRPCAddr = ":6882"
+	defaultRaftAddr = ":6883"
+	defaultHTTPAddr = ":6884"
+)
 
-// serveConfig is everything a single-replica server needs.
+// serveConfig is everything `committer serve` needs.
 type serveConfig struct {
 	// Backend is the storage URL (see package backendurl).
 	Backend string
-	// GRPCAddr is the address the consensus gRPC service listens on.
-	GRPCAddr string
 	// MaxDataBytes bounds one version's data, in the server and the backend.
 	MaxDataBytes int
 	// Isolation is the PostgreSQL isolation level's name.
@@ -35,16 +36,26 @@ type serveConfig struct {
 	PGMaxConns int32
 	// ShutdownTimeout bounds the wait for in-flight calls on shutdown.
 	ShutdownTimeout time.Duration
+	// Peers and Join are the raw flag values, parsed into Replica.
+	Peers string
+	Join  string
+	// Replica is the cluster configuration.
+	Replica replicaConfig
 }
 
 func newServeCommand(logCfg *logConfig) *cobra.Command {
 	cfg := serveConfig{}
+	hostname, _ := os.Hostname()
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the persist consensus API over gRPC (single replica)",
-		Long: "serve runs one committer replica that serves the persist consensus API over\n" +
-			"gRPC in front of the backend named by --backend. It stops on SIGINT or\n" +
-			"SIGTERM, letting in-flight calls finish for up to --shutdown-timeout.",
+		Short: "Run a committer replica serving the persist consensus API over gRPC",
+		Long: "serve runs one replica of a committer cluster in front of the backend named by\n" +
+			"--backend. A new cluster is formed by starting every initial replica with\n" +
+			"--bootstrap-expect N and the same --peers list; a new replica joins a running\n" +
+			"cluster with --join. A replica restarted on its --data-dir rejoins by itself.\n" +
+			"With neither flag and an empty data dir, serve forms a one-replica cluster.\n" +
+			"It stops on SIGINT or SIGTERM, handing leadership to another replica first\n" +
+			"and letting in-flight calls finish for up to --shutdown-timeout.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logCfg.logger(cmd.ErrOrStderr())
@@ -58,11 +69,27 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.Backend, "backend", "", "storage URL: bolt:///path/to/file.db or postgres://user@host:5432/database (required)")
-	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", defaultGRPCAddr, "address the gRPC API listens on (host:port; an empty host means every interface)")
 	fs.IntVar(&cfg.MaxDataBytes, "max-data-bytes", backend.DefaultMaxDataBytes, "largest version payload accepted, in bytes")
 	fs.StringVar(&cfg.Isolation, "isolation", "serializable", "PostgreSQL transaction isolation: serializable or read-committed")
 	fs.Int32Var(&cfg.PGMaxConns, "pg-max-conns", 0, "PostgreSQL connection pool size (0: the backend's default)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight calls before cancelling them")
+
+	r := &cfg.Replica
+	fs.StringVar(&r.ID, "id", hostname, "replica id, unique and stable across restarts")
+	fs.StringVar(&r.DataDir, "data-dir", "committer-data", "directory for the Raft log, stable store and snapshots")
+	fs.StringVar(&r.GRPCAddr, "grpc-addr", defaultGRPCAddr, "address the gRPC API listens on (host:port; an empty host means every interface)")
+	fs.StringVar(&r.GRPCAdvertise, "grpc-advertise", "", "gRPC address other replicas and clients dial (default: --grpc-addr, with this host's name for an unspecified host)")
+	fs.StringVar(&r.RaftAddr, "raft-addr", defaultRaftAddr, "address Raft listens on")
+	fs.StringVar(&r.RaftAdvertise, "raft-advertise", "", "Raft address peers dial, may be a DNS name (default: derived like --grpc-advertise)")
+	fs.StringVar(&r.HTTPAddr, "http-addr", defaultHTTPAddr, "address of /healthz, /readyz, /metrics and /debug/pprof (empty: off)")
+	fs.IntVar(&r.BootstrapExpect, "bootstrap-expect", 0, "form a new cluster of this many voters, listed in --peers (ignored once the data dir holds state)")
+	fs.StringVar(&cfg.Peers, "peers", "", "initial voters as id=raft-host:port,... (this replica included), with --bootstrap-expect")
+	fs.StringVar(&cfg.Join, "join", "", "gRPC addresses (host:port,...) of running replicas to join through (ignored once the data dir holds state)")
+	fs.StringVar(&r.ReadConsistency, "read-consistency", string(cluster.Linearizable), "linearizable, or leader (skips the leadership check: a documented stale-read window)")
+	fs.BoolVar(&r.UnsafeSkipFence, "unsafe-skip-fence", false, "serve as leader without fencing the backend; breaks safety, exists only for correctness testing")
+	_ = fs.MarkHidden("unsafe-skip-fence")
+	fs.DurationVar(&r.Timeouts.Heartbeat, "raft-heartbeat-timeout", cluster.DefaultTimeouts().Heartbeat, "Raft heartbeat timeout: a follower starts an election after this long without a leader")
+	fs.DurationVar(&r.Timeouts.Election, "raft-election-timeout", cluster.DefaultTimeouts().Election, "Raft election timeout")
 	_ = cmd.MarkFlagRequired("backend") // the flag exists: cannot fail
 	return cmd
 }
@@ -71,6 +98,22 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 // called once shutdown begins, so that a second signal ends the process at
 // once instead of waiting for the drain.
 func runServe(ctx context.Context, stop func(), cfg serveConfig, log *slog.Logger) error {
+	peers, err := parsePeers(cfg.Peers)
+	if err != nil {
+		return err
+	}
+	rc := cfg.Replica
+	rc.Peers = peers
+	rc.Join = splitList(cfg.Join)
+	rc.MaxDataBytes = cfg.MaxDataBytes
+	if rc.ID == "" {
+		return errors.New("--id is required (the host name could not be read)")
+	}
+	if rc.BootstrapExpect == 0 && len(rc.Join) == 0 && len(rc.Peers) == 0 {
+		// Without cluster flags a fresh data dir forms a one-replica cluster
+		// (a data dir with state ignores this).
+		rc.BootstrapExpect = 1
+	}
 	store, err := openBackend(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -80,12 +123,22 @@ func runServe(ctx context.Context, stop func(), cfg serveConfig, log *slog.Logge
 			log.Error("closing the backend failed", "err", err)
 		}
 	}()
-	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	rr, err := startReplica(rc, store, log)
 	if err != nil {
-		return fmt.Errorf("listen on --grpc-addr %s: %w", cfg.GRPCAddr, err)
+		return err
 	}
-	srv := server.New(store, server.Config{MaxDataBytes: cfg.MaxDataBytes, Logger: log})
-	return serveUntilDone(ctx, stop, srv, lis, cfg.ShutdownTimeout, log)
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "cause", context.Cause(ctx))
+	case <-rr.stopped:
+		log.Error("a server stopped serving; shutting down")
+	}
+	stop()
+	if err := rr.shutdown(cfg.ShutdownTimeout); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
 }
 
 // openBackend opens the storage cfg names.
@@ -111,37 +164,4 @@ func openBackend(ctx context.Context, cfg serveConfig, log *slog.Logger) (backen
 		return nil, fmt.Errorf("open backend: %w", err)
 	}
 	return store, nil
-}
-
-// serveUntilDone serves srv on lis until ctx is done or serving fails, then
-// shuts it down, waiting up to shutdownTimeout for in-flight calls.
-func serveUntilDone(ctx context.Context, stop func(), srv *server.Server, lis net.Listener, shutdownTimeout time.Duration, log *slog.Logger) error {
-	// Buffered: Serve's result is delivered even if nobody waits for it.
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
-	log.Info("serving persist consensus API", "grpc_addr", lis.Addr().String())
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "cause", context.Cause(ctx))
-	case serveErr = <-served:
-		log.Error("gRPC server failed", "err", serveErr)
-	}
-	stop()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if srv.Shutdown(shutdownCtx) {
-		log.Info("in-flight calls finished")
-	} else {
-		log.Warn("shutdown timeout expired; cancelled the remaining calls", "timeout", shutdownTimeout)
-	}
-	if serveErr == nil {
-		serveErr = <-served
-	}
-	if serveErr != nil && !errors.Is(serveErr, net.ErrClosed) {
-		return fmt.Errorf("serve gRPC: %w", serveErr)
-	}
-	log.Info("stopped")
-	return nil
 }

@@ -171,7 +171,8 @@ func TestServeWithFlagsAndSIGTERM(t *testing.T) {
 	bin := buildCommitter(t)
 	db := filepath.Join(t.TempDir(), "consensus.db")
 	addr := freeLoopbackAddr(t)
-	p := start(t, bin, nil, "serve", "--backend", "bolt://"+db, "--grpc-addr", addr, "--log-level", "info")
+	p := start(t, bin, nil, "serve", "--backend", "bolt://"+db, "--grpc-addr", addr, "--log-level", "info",
+		"--data-dir", t.TempDir(), "--raft-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
 	if got := p.waitLog(t, "serving persist consensus API")["grpc_addr"]; got != addr {
 		t.Fatalf("serving on %v, want %s", got, addr)
 	}
@@ -184,7 +185,8 @@ func TestServeWithEnvironmentAndSIGINT(t *testing.T) {
 	bin := buildCommitter(t)
 	db := filepath.Join(t.TempDir(), "consensus.db")
 	addr := freeLoopbackAddr(t)
-	p := start(t, bin, []string{"COMMITTER_BACKEND=bolt://" + db, "COMMITTER_GRPC_ADDR=" + addr, "COMMITTER_LOG_FORMAT=json"}, "serve")
+	p := start(t, bin, []string{"COMMITTER_BACKEND=bolt://" + db, "COMMITTER_GRPC_ADDR=" + addr, "COMMITTER_LOG_FORMAT=json",
+		"COMMITTER_DATA_DIR=" + t.TempDir(), "COMMITTER_RAFT_ADDR=127.0.0.1:0", "COMMITTER_HTTP_ADDR=127.0.0.1:0"}, "serve")
 	if got := p.waitLog(t, "serving persist consensus API")["grpc_addr"]; got != addr {
 		t.Fatalf("serving on %v, want %s from COMMITTER_GRPC_ADDR", got, addr)
 	}

@@ -1,0 +1,387 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/hacommit/committer/fsm"
+	"github.com/hacommit/committer/rpc/adminpb"
+)
+
+// ErrNoLeader: a membership call found no leader to run on before its
+// deadline.
+var ErrNoLeader = errors.New("no leader known")
+
+// MemberStatus is a member as seen from the answering replica.
+type MemberStatus struct {
+	fsm.Member
+	Voter  bool
+	Leader bool
+	// LastContact is how long ago the member last heard from the leader, as
+	// the member itself reports; negative when unknown.
+	LastContact time.Duration
+}
+
+// Status describes this replica and the cluster as it sees it.
+type Status struct {
+	ID                string
+	State             raft.RaftState
+	Ready             bool
+	Leader            *fsm.Member
+	Term              uint64
+	CommitIndex       uint64
+	AppliedIndex      uint64
+	LastLogIndex      uint64
+	LastLeaderContact time.Duration // negative when unknown or leader
+	Members           []MemberStatus
+	Epochs            []fsm.Epoch
+}
+
+// Self returns this replica's own member record.
+func (r *Replica) Self() fsm.Member {
+	return fsm.Member{ID: r.cfg.ID, RaftAddr: string(r.transport.LocalAddr()), GRPCAddr: r.cfg.GRPCAddr, HTTPAddr: r.cfg.HTTPAddr}
+}
+
+// Ready reports whether this replica is the ready (fenced) leader.
+func (r *Replica) Ready() bool { return r.leader.Load() != nil }
+
+// LeaderKnown reports whether this replica knows a leader.
+func (r *Replica) LeaderKnown() bool {
+	_, id := r.raft.LeaderWithID()
+	return id != ""
+}
+
+// Status returns this replica's view. With probe set, the leader also asks
+// every member for its last contact (bounded by ctx).
+func (r *Replica) Status(ctx context.Context, probe bool) (Status, error) {
+	st := Status{
+		ID:                r.cfg.ID,
+		State:             r.raft.State(),
+		Ready:             r.Ready(),
+		Term:              r.raft.CurrentTerm(),
+		CommitIndex:       r.raft.CommitIndex(),
+		AppliedIndex:      r.raft.AppliedIndex(),
+		LastLogIndex:      r.raft.LastIndex(),
+		LastLeaderContact: -1,
+	}
+	if st.State == raft.Follower {
+		if lc := r.raft.LastContact(); !lc.IsZero() {
+			st.LastLeaderContact = time.Since(lc)
+		}
+	}
+	state := r.fsm.State()
+	st.Epochs = state.Epochs
+	_, lid := r.raft.LeaderWithID()
+	if lid != "" {
+		m := r.memberRecord(state, string(lid), "")
+		st.Leader = &m
+	}
+	members, _, err := r.Members()
+	if err != nil {
+		return st, err
+	}
+	if probe && st.State == raft.Leader {
+		r.probeMembers(ctx, members)
+	}
+	st.Members = members
+	return st, nil
+}
+
+// probeMembers fills LastContact by asking each member for its own status.
+func (r *Replica) probeMembers(ctx context.Context, members []MemberStatus) {
+	var wg sync.WaitGroup
+	for i := range members {
+		m := &members[i]
+		if m.ID == r.cfg.ID {
+			m.LastContact = 0
+			continue
+		}
+		if m.GRPCAddr == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			peer, err := r.peers.get(m.GRPCAddr)
+			if err != nil {
+				return
+			}
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			resp, err := peer.admin.Status(pctx, &adminpb.StatusRequest{})
+			if err == nil && resp.GetLastLeaderContact() != nil {
+				m.LastContact = resp.GetLastLeaderContact().AsDuration()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (r *Replica) memberRecord(state fsm.State, id, raftAddr string) fsm.Member {
+	if m, ok := state.Members[id]; ok {
+		return m
+	}
+	return fsm.Member{ID: id, RaftAddr: raftAddr}
+}
+
+// Members returns the committed Raft configuration with addresses.
+func (r *Replica) Members() ([]MemberStatus, uint64, error) {
+	f := r.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, 0, fmt.Errorf("raft configuration: %w", err)
+	}
+	state := r.fsm.State()
+	_, lid := r.raft.LeaderWithID()
+	var out []MemberStatus
+	for _, s := range f.Configuration().Servers {
+		m := r.memberRecord(state, string(s.ID), string(s.Address))
+		m.RaftAddr = string(s.Address)
+		out = append(out, MemberStatus{Member: m, Voter: s.Suffrage == raft.Voter, Leader: s.ID == lid, LastContact: -1})
+	}
+	slices.SortFunc(out, func(a, b MemberStatus) int { return compareStrings(a.ID, b.ID) })
+	return out, f.Index(), nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// AddVoter adds m as a voter, or updates its addresses if it is a member.
+// On a follower the call runs on the leader.
+func (r *Replica) AddVoter(ctx context.Context, m fsm.Member) (uint64, error) {
+	if m.ID == "" || m.RaftAddr == "" {
+		return 0, fmt.Errorf("%w: a voter needs an id and a raft address", ErrInvalidMember)
+	}
+	if r.raft.State() != raft.Leader {
+		resp, err := r.onLeader(ctx, func(ctx context.Context, c adminpb.AdminClient) (any, error) {
+			return c.AddVoter(ctx, &adminpb.AddVoterRequest{Id: m.ID, RaftAddr: m.RaftAddr, GrpcAddr: m.GRPCAddr, HttpAddr: m.HTTPAddr})
+		})
+		if err != nil {
+			return 0, err
+		}
+		return resp.(*adminpb.AddVoterResponse).GetIndex(), nil
+	}
+	cfg := r.raft.GetConfiguration()
+	if err := cfg.Error(); err != nil {
+		return 0, err
+	}
+	index := cfg.Index()
+	present := false
+	for _, s := range cfg.Configuration().Servers {
+		if string(s.ID) == m.ID && string(s.Address) == m.RaftAddr && s.Suffrage == raft.Voter {
+			present = true
+		}
+	}
+	if !present {
+		f := r.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, raftOpTimeout)
+		if err := f.Error(); err != nil {
+			return 0, fmt.Errorf("add voter %s: %w", m.ID, err)
+		}
+		index = f.Index()
+		r.log.Info("added voter", "id", m.ID, "raft_addr", m.RaftAddr)
+	}
+	if cur, ok := r.fsm.Member(m.ID); !ok || cur != m {
+		f := r.raft.Apply(fsm.SetMember(m), raftOpTimeout)
+		if err := f.Error(); err != nil {
+			return 0, fmt.Errorf("record member %s: %w", m.ID, err)
+		}
+		index = f.Index()
+	}
+	return index, nil
+}
+
+// ErrInvalidMember: a membership request is malformed.
+var ErrInvalidMember = errors.New("invalid member")
+
+// ErrUnknownMember: the named replica is not a member.
+var ErrUnknownMember = errors.New("unknown member")
+
+// RemoveServer removes a member; removing the leader makes it step down.
+func (r *Replica) RemoveServer(ctx context.Context, id string) (uint64, error) {
+	if id == "" {
+		return 0, fmt.Errorf("%w: an id is required", ErrInvalidMember)
+	}
+	if r.raft.State() != raft.Leader {
+		resp, err := r.onLeader(ctx, func(ctx context.Context, c adminpb.AdminClient) (any, error) {
+			return c.RemoveServer(ctx, &adminpb.RemoveServerRequest{Id: id})
+		})
+		if err != nil {
+			return 0, err
+		}
+		return resp.(*adminpb.RemoveServerResponse).GetIndex(), nil
+	}
+	members, _, err := r.Members()
+	if err != nil {
+		return 0, err
+	}
+	if !slices.ContainsFunc(members, func(m MemberStatus) bool { return m.ID == id }) {
+		return 0, fmt.Errorf("%w: %q", ErrUnknownMember, id)
+	}
+	// Forget the addresses first: once the leader removes itself it can no
+	// longer apply anything.
+	if f := r.raft.Apply(fsm.RemoveMember(id), raftOpTimeout); f.Error() != nil {
+		return 0, fmt.Errorf("forget member %s: %w", id, f.Error())
+	}
+	if id == r.cfg.ID {
+		r.setNotReady(nil)
+	}
+	f := r.raft.RemoveServer(raft.ServerID(id), 0, raftOpTimeout)
+	if err := f.Error(); err != nil {
+		return 0, fmt.Errorf("remove server %s: %w", id, err)
+	}
+	r.log.Info("removed server", "id", id)
+	return f.Index(), nil
+}
+
+// TransferLeadership hands leadership to target, or to the most up-to-date
+// voter when target is empty, and returns the new leader once known.
+func (r *Replica) TransferLeadership(ctx context.Context, target string) (fsm.Member, uint64, error) {
+	if r.raft.State() != raft.Leader {
+		resp, err := r.onLeader(ctx, func(ctx context.Context, c adminpb.AdminClient) (any, error) {
+			return c.TransferLeadership(ctx, &adminpb.TransferLeadershipRequest{TargetId: target})
+		})
+		if err != nil {
+			return fsm.Member{}, 0, err
+		}
+		tr := resp.(*adminpb.TransferLeadershipResponse)
+		l := tr.GetLeader()
+		return fsm.Member{ID: l.GetId(), RaftAddr: l.GetRaftAddr(), GRPCAddr: l.GetGrpcAddr(), HTTPAddr: l.GetHttpAddr()}, tr.GetTerm(), nil
+	}
+	var f raft.Future
+	if target == "" {
+		f = r.raft.LeadershipTransfer()
+	} else if target == r.cfg.ID {
+		return r.Self(), r.raft.CurrentTerm(), nil
+	} else {
+		members, _, err := r.Members()
+		if err != nil {
+			return fsm.Member{}, 0, err
+		}
+		i := slices.IndexFunc(members, func(m MemberStatus) bool { return m.ID == target && m.Voter })
+		if i < 0 {
+			return fsm.Member{}, 0, fmt.Errorf("%w: %q is not a voter", ErrUnknownMember, target)
+		}
+		r.setNotReady(nil)
+		f = r.raft.LeadershipTransferToServer(raft.ServerID(target), raft.ServerAddress(members[i].RaftAddr))
+	}
+	r.setNotReady(nil)
+	if err := f.Error(); err != nil {
+		r.kickLifecycle()
+		return fsm.Member{}, 0, fmt.Errorf("leadership transfer: %w", err)
+	}
+	// Wait until a leader is known (the transfer returns when the target
+	// started its election).
+	for {
+		if _, lid := r.raft.LeaderWithID(); lid != "" && string(lid) != r.cfg.ID {
+			m := r.memberRecord(r.fsm.State(), string(lid), "")
+			return m, r.raft.CurrentTerm(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return fsm.Member{}, 0, fmt.Errorf("waiting for the new leader: %w", ctx.Err())
+		case <-time.After(retryPause):
+		}
+	}
+}
+
+func (r *Replica) kickLifecycle() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// onLeader runs an admin call on the leader, holding through an election
+// until ctx ends.
+func (r *Replica) onLeader(ctx context.Context, call func(context.Context, adminpb.AdminClient) (any, error)) (any, error) {
+	if isForwarded(ctx) {
+		addr, id := r.leaderGRPC()
+		return nil, fmt.Errorf("%w: this replica is not the leader (leader %s at %s)", ErrNoLeader, id, addr)
+	}
+	for {
+		if addr, _ := r.leaderGRPC(); addr != "" && addr != r.cfg.GRPCAddr {
+			peer, err := r.peers.get(addr)
+			if err != nil {
+				return nil, err
+			}
+			return call(markForwarded(ctx), peer.admin)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())
+		case <-time.After(retryPause):
+		}
+	}
+}
+
+// registerSelf makes sure the FSM holds this replica's current addresses
+// (and, for a replica started with --join, that it is a voter). It retries
+// until it succeeds, then re-checks whenever the state changes.
+func (r *Replica) registerSelf() {
+	defer r.wg.Done()
+	self := r.Self()
+	for {
+		changed := r.fsm.Changed()
+		if cur, ok := r.fsm.Member(self.ID); !ok || cur != self {
+			ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+			err := r.register(ctx, self)
+			cancel()
+			if err != nil {
+				r.log.Debug("registering this replica", "err", err)
+			}
+		}
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (r *Replica) register(ctx context.Context, self fsm.Member) error {
+	if r.raft.State() == raft.Leader {
+		_, err := r.AddVoter(ctx, self)
+		return err
+	}
+	targets := r.cfg.Join
+	if addr, _ := r.leaderGRPC(); addr != "" {
+		targets = append([]string{addr}, targets...)
+	}
+	var errs []error
+	for _, t := range targets {
+		if t == r.cfg.GRPCAddr {
+			continue
+		}
+		peer, err := r.peers.get(t)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		_, err = peer.admin.AddVoter(ctx, &adminpb.AddVoterRequest{Id: self.ID, RaftAddr: self.RaftAddr, GrpcAddr: self.GRPCAddr, HttpAddr: self.HTTPAddr})
+		if err == nil {
+			r.log.Info("registered with the cluster", "via", t)
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", t, err))
+	}
+	if len(errs) == 0 {
+		return ErrNoLeader
+	}
+	return errors.Join(errs...)
+}
+
+// IsLeader reports whether Raft says this replica leads (ready or not).
+func (r *Replica) IsLeader() bool { return r.raft.State() == raft.Leader }

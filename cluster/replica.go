@@ -1,0 +1,445 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/hacommit/committer/backend"
+	"github.com/hacommit/committer/cluster/cache"
+	"github.com/hacommit/committer/cluster/readgate"
+	"github.com/hacommit/committer/fsm"
+	"github.com/hacommit/committer/metrics"
+)
+
+// raftOpTimeout bounds Raft calls made on the replica's own behalf (Apply,
+// Barrier, membership changes).
+const raftOpTimeout = 10 * time.Second
+
+// leaderTerm is the state of one ready leadership term. It is replaced, never
+// mutated: requests that loaded it keep a consistent view, and a deposed
+// term's writes are rejected by the backend's fence.
+type leaderTerm struct {
+	term  uint64
+	cache *cache.Cache
+	// store is the cache over the backend bound to this term's epoch.
+	store backend.Consensus
+}
+
+// Replica is one member of a committer cluster.
+type Replica struct {
+	cfg       Config
+	log       *slog.Logger
+	fsm       *fsm.FSM
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	stores    *raftboltdb.BoltStore
+	gate      *readgate.Gate
+	peers     *peerPool
+
+	notifyCh chan bool
+	kick     chan struct{} // capacity 1: a pending re-evaluation of leadership
+
+	// lifeMu serializes "decide ready" against "mark not ready", so a
+	// leadership loss can never be overwritten by a stale ready.
+	lifeMu sync.Mutex
+	leader atomic.Pointer[leaderTerm]
+	// readyCh is closed and replaced whenever readiness changes.
+	mu      sync.Mutex
+	readyCh chan struct{}
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// Open starts a replica: Raft on its data dir, bootstrap or join as the
+// configuration and existing state say, and the leader lifecycle.
+func Open(cfg Config) (*Replica, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ReadConsistency == "" {
+		cfg.ReadConsistency = Linearizable
+	}
+	cfg.Timeouts = cfg.Timeouts.withDefaults()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	r := &Replica{
+		cfg:      cfg,
+		log:      cfg.Logger.With("replica", cfg.ID),
+		fsm:      fsm.New(),
+		notifyCh: make(chan bool, 16),
+		kick:     make(chan struct{}, 1),
+		readyCh:  make(chan struct{}),
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.peers = newPeerPool(cfg.PeerDialOptions)
+	r.gate = readgate.New(r.verifyLeader)
+
+	if err := r.startRaft(); err != nil {
+		r.cancel()
+		r.peers.close()
+		return nil, err
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.ObserveCache(r.cacheStats)
+	}
+	r.wg.Add(4)
+	go r.consumeNotifications()
+	go r.lifecycle()
+	go r.registerSelf()
+	go r.reportMetrics()
+	return r, nil
+}
+
+func (r *Replica) startRaft() (err error) {
+	stores, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(r.cfg.DataDir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("raft store: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			stores.Close()
+		}
+	}()
+	hlog := hclog.New(&hclog.LoggerOptions{
+		Name:   "raft",
+		Level:  hclog.Warn,
+		Output: os.Stderr,
+	}).With("replica", r.cfg.ID)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(r.cfg.DataDir, 3, hlog)
+	if err != nil {
+		return fmt.Errorf("raft snapshots: %w", err)
+	}
+	stream, err := newStreamLayer(r.cfg.RaftBind, r.cfg.RaftAdvertise)
+	if err != nil {
+		return err
+	}
+	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 3,
+		Timeout: 5 * time.Second,
+		Logger:  hlog,
+	})
+	defer func() {
+		if err != nil {
+			transport.Close()
+		}
+	}()
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(r.cfg.ID)
+	rc.HeartbeatTimeout = r.cfg.Timeouts.Heartbeat
+	rc.ElectionTimeout = r.cfg.Timeouts.Election
+	rc.LeaderLeaseTimeout = r.cfg.Timeouts.LeaderLease
+	rc.CommitTimeout = r.cfg.Timeouts.Commit
+	rc.NotifyCh = r.notifyCh
+	rc.Logger = hlog
+	// The FSM is a few kilobytes: snapshot often so restarts replay little.
+	rc.SnapshotThreshold = 1024
+	rc.TrailingLogs = 1024
+
+	existing, err := raft.HasExistingState(stores, stores, snaps)
+	if err != nil {
+		return fmt.Errorf("raft state: %w", err)
+	}
+	ra, err := raft.NewRaft(rc, r.fsm, stores, stores, snaps, transport)
+	if err != nil {
+		return fmt.Errorf("raft: %w", err)
+	}
+	r.raft, r.transport, r.stores = ra, transport, stores
+
+	switch {
+	case existing:
+		r.log.Info("restarting on existing raft state", "data_dir", r.cfg.DataDir)
+	case r.cfg.BootstrapExpect > 0:
+		servers := []raft.Server{}
+		if len(r.cfg.Peers) == 0 {
+			servers = append(servers, raft.Server{ID: rc.LocalID, Address: transport.LocalAddr(), Suffrage: raft.Voter})
+		}
+		for _, p := range r.cfg.Peers {
+			servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr), Suffrage: raft.Voter})
+		}
+		// Every initial member bootstraps with the same configuration, so
+		// whichever wins the first election holds the same membership.
+		if err := ra.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			ra.Shutdown()
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		r.log.Info("bootstrapped a new cluster", "voters", len(servers))
+	case len(r.cfg.Join) > 0:
+		r.log.Info("joining an existing cluster", "via", r.cfg.Join)
+	default:
+		ra.Shutdown()
+		return errors.New("a replica without raft state needs --bootstrap-expect (with --peers) or --join")
+	}
+	return nil
+}
+
+// consumeNotifications drains Raft's NotifyCh at once, so Raft never blocks
+// on it, and never calls back into Raft (DESIGN-NOTES §7).
+func (r *Replica) consumeNotifications() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case isLeader := <-r.notifyCh:
+			if m := r.cfg.Metrics; m != nil {
+				m.LeaderChanged()
+			}
+			if !isLeader {
+				// Not-ready first, before anything else.
+				r.setNotReady(nil)
+				r.log.Info("lost leadership")
+			}
+			select {
+			case r.kick <- struct{}{}:
+			default: // a re-evaluation is already pending
+			}
+		}
+	}
+}
+
+// setNotReady drops readiness; with only set, only if that term is current.
+func (r *Replica) setNotReady(only *leaderTerm) {
+	r.lifeMu.Lock()
+	defer r.lifeMu.Unlock()
+	cur := r.leader.Load()
+	if cur == nil || (only != nil && cur != only) {
+		return
+	}
+	r.leader.Store(nil)
+	cur.cache.Clear()
+	r.readinessChanged()
+}
+
+func (r *Replica) readinessChanged() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	close(r.readyCh)
+	r.readyCh = make(chan struct{})
+}
+
+// readinessWatch returns a channel closed at the next readiness change.
+func (r *Replica) readinessWatch() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.readyCh
+}
+
+// lifecycle turns Raft leadership into a ready leader: Barrier, record the
+// epoch, fence the backend with the term, fresh cache, prefetch, ready.
+func (r *Replica) lifecycle() {
+	defer r.wg.Done()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-r.kick:
+		case <-retry.C:
+		}
+		if r.raft.State() != raft.Leader {
+			r.setNotReady(nil)
+			continue
+		}
+		term := r.raft.CurrentTerm()
+		if cur := r.leader.Load(); cur != nil && cur.term == term {
+			continue
+		}
+		r.setNotReady(nil)
+		if err := r.establish(term); err != nil {
+			r.log.Warn("could not become a ready leader", "term", term, "err", err)
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+var errLostLeadership = errors.New("leadership lost while establishing")
+
+func (r *Replica) stillLeader(term uint64) bool {
+	return r.raft.State() == raft.Leader && r.raft.CurrentTerm() == term
+}
+
+func (r *Replica) establish(term uint64) error {
+	start := time.Now()
+	// LeaderCh/NotifyCh fire before this term's no-op entry commits: the
+	// barrier makes the FSM current and proves a quorum accepts the term.
+	if err := r.raft.Barrier(raftOpTimeout).Error(); err != nil {
+		return fmt.Errorf("barrier: %w", err)
+	}
+	if !r.stillLeader(term) {
+		return errLostLeadership
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, raftOpTimeout)
+	defer cancel()
+	if !r.cfg.UnsafeSkipFence {
+		err := r.cfg.Backend.Fence(ctx, term)
+		if m := r.cfg.Metrics; m != nil {
+			m.Fenced(metrics.FenceResult(err))
+		}
+		if err != nil {
+			if errors.Is(err, backend.ErrFenced) {
+				// A higher epoch is stored: some other leader of a later term
+				// exists or existed. Serving is impossible in this term.
+				r.transferAway()
+			}
+			return fmt.Errorf("fence epoch %d: %w", term, err)
+		}
+	}
+	c := cache.New(r.cfg.Backend.AtEpoch(term), r.cfg.Cache)
+	lt := &leaderTerm{term: term, cache: c, store: c}
+	// Prefetch is best effort: a failure only costs cache misses later.
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	if err := c.Prefetch(pctx, r.fsm.State().HotShards); err != nil {
+		r.log.Debug("prefetch of hot shards stopped", "err", err)
+	}
+	pcancel()
+
+	r.lifeMu.Lock()
+	if !r.stillLeader(term) {
+		r.lifeMu.Unlock()
+		return errLostLeadership
+	}
+	r.leader.Store(lt)
+	r.readinessChanged()
+	r.lifeMu.Unlock()
+	r.log.Info("ready leader", "term", term, "fenced", !r.cfg.UnsafeSkipFence, "took", time.Since(start))
+
+	// Record the epoch and this replica's addresses; not needed for safety
+	// (the backend's fence is), but it tells operators and followers.
+	f := r.raft.Apply(fsm.RecordEpoch(fsm.Epoch{Term: term, LeaderID: r.cfg.ID}), raftOpTimeout)
+	if err := f.Error(); err != nil {
+		r.log.Warn("recording epoch", "term", term, "err", err)
+	}
+	return nil
+}
+
+// reportMetrics samples Raft's state for the metrics; state changes are
+// also visible through the notifications, but the term and a follower's view
+// of the leader are not.
+func (r *Replica) reportMetrics() {
+	defer r.wg.Done()
+	m := r.cfg.Metrics
+	if m == nil {
+		return
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		m.SetRaftState(r.raft.State().String())
+		m.SetTerm(r.raft.CurrentTerm())
+		m.SetReady(r.Ready() || (r.raft.State() == raft.Follower && r.LeaderKnown()))
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-tick.C:
+		case <-r.readinessWatch():
+		}
+	}
+}
+
+// cacheStats reports the ready term's cache to the metrics.
+func (r *Replica) cacheStats() (metrics.CacheStats, bool) {
+	lt := r.leader.Load()
+	if lt == nil {
+		return metrics.CacheStats{}, false
+	}
+	s := lt.cache.Stats()
+	return metrics.CacheStats{
+		Instance: lt.term,
+		HeadHits: s.HeadHits, HeadMisses: s.HeadMisses,
+		CASHits: s.CASFastFails, CASMisses: s.CASWriteThroughs,
+		MultiHits: s.MultiFastFails, MultiMisses: s.MultiWriteThroughs,
+		Evictions: s.Evictions, Drops: s.Drops,
+		Shards: s.Shards, Bytes: s.Bytes,
+	}, true
+}
+
+// transferAway hands leadership to another voter without waiting; used when
+// this replica cannot serve (fenced by a later epoch).
+func (r *Replica) transferAway() {
+	r.setNotReady(nil)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if err := r.raft.LeadershipTransfer().Error(); err != nil {
+			r.log.Warn("leadership transfer after fencing failed", "err", err)
+		}
+	}()
+}
+
+// verifyLeader is the read gate's confirmation round. It returns an error
+// unless one quorum round in a single, unchanged term succeeded; the caller
+// compares the term with the term it is about to read from.
+func (r *Replica) verifyLeader() (uint64, error) {
+	before := r.raft.CurrentTerm()
+	if err := r.raft.VerifyLeader().Error(); err != nil {
+		return 0, err
+	}
+	if after := r.raft.CurrentTerm(); after != before {
+		return 0, fmt.Errorf("term changed from %d to %d during leadership check", before, after)
+	}
+	return before, nil
+}
+
+// Close leaves gracefully: a leader hands leadership to another voter first,
+// then Raft stops and background work ends.
+func (r *Replica) Close() error {
+	if !r.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	r.HandOff()
+	r.setNotReady(nil)
+	r.cancel()
+	err := r.raft.Shutdown().Error()
+	r.wg.Wait()
+	r.peers.close()
+	return errors.Join(err, r.transport.Close(), r.stores.Close())
+}
+
+func (r *Replica) voterCount() int {
+	f := r.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			n++
+		}
+	}
+	return n
+}
+
+// HandOff transfers leadership to another voter if this replica leads, so
+// that a graceful shutdown does not wait for an election timeout.
+func (r *Replica) HandOff() {
+	if r.raft.State() != raft.Leader || r.voterCount() < 2 {
+		return
+	}
+	r.setNotReady(nil)
+	if err := r.raft.LeadershipTransfer().Error(); err != nil {
+		r.log.Warn("leadership transfer on shutdown failed", "err", err)
+		r.kickLifecycle()
+	}
+}

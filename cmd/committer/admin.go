@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/hacommit/committer/rpc/adminpb"
+	"github.com/hacommit/committer/rpc/wire"
+)
+
+// adminFlags are shared by every operator command.
+type adminFlags struct {
+	Addr    string
+	Timeout time.Duration
+	JSON    bool
+}
+
+func (f *adminFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.Addr, "addr", "127.0.0.1:6882", "gRPC address of any replica")
+	cmd.Flags().DurationVar(&f.Timeout, "timeout", 15*time.Second, "deadline for the call")
+	cmd.Flags().BoolVar(&f.JSON, "json", false, "print the reply as JSON")
+}
+
+// call dials the replica and runs fn with a deadline.
+func (f *adminFlags) call(ctx context.Context, fn func(context.Context, adminpb.AdminClient) (proto.Message, error), out io.Writer, human func(io.Writer, proto.Message)) error {
+	cc, err := grpc.NewClient(f.Addr, append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		return fmt.Errorf("--addr %s: %w", f.Addr, err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(ctx, f.Timeout)
+	defer cancel()
+	resp, err := fn(ctx, adminpb.NewAdminClient(cc))
+	if err != nil {
+		return err
+	}
+	if f.JSON {
+		b, err := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Marshal(resp)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(out, string(b))
+		return err
+	}
+	human(out, resp)
+	return nil
+}
+
+func newStatusCommand() *cobra.Command {
+	var f adminFlags
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show a replica's Raft state and the cluster it sees",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.call(cmd.Context(), func(ctx context.Context, c adminpb.AdminClient) (proto.Message, error) {
+				return c.Status(ctx, &adminpb.StatusRequest{})
+			}, cmd.OutOrStdout(), printStatus)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func printStatus(w io.Writer, m proto.Message) {
+	st := m.(*adminpb.StatusResponse)
+	fmt.Fprintf(w, "id:            %s\n", st.GetId())
+	fmt.Fprintf(w, "state:         %s (ready: %v)\n", st.GetState(), st.GetReady())
+	if l := st.GetLeader(); l != nil {
+		fmt.Fprintf(w, "leader:        %s (grpc %s)\n", l.GetId(), l.GetGrpcAddr())
+	} else {
+		fmt.Fprintf(w, "leader:        none known\n")
+	}
+	fmt.Fprintf(w, "term:          %d\n", st.GetTerm())
+	fmt.Fprintf(w, "commit/applied/last index: %d/%d/%d\n", st.GetCommitIndex(), st.GetAppliedIndex(), st.GetLastLogIndex())
+	if d := st.GetLastLeaderContact(); d != nil {
+		fmt.Fprintf(w, "last leader contact: %s\n", d.AsDuration().Round(time.Millisecond))
+	}
+	fmt.Fprintln(w)
+	printMembers(w, st.GetMembers())
+}
+
+func printMembers(w io.Writer, members []*adminpb.Member) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSUFFRAGE\tLEADER\tRAFT\tGRPC\tHTTP\tLAST CONTACT")
+	for _, m := range members {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\n", m.GetId(), suffrage(m.GetSuffrage()), m.GetLeader(),
+			m.GetRaftAddr(), orDash(m.GetGrpcAddr()), orDash(m.GetHttpAddr()), contact(m.GetLastContact()))
+	}
+	tw.Flush()
+}
+
+func suffrage(s adminpb.Suffrage) string {
+	switch s {
+	case adminpb.Suffrage_SUFFRAGE_VOTER:
+		return "voter"
+	case adminpb.Suffrage_SUFFRAGE_NONVOTER:
+		return "nonvoter"
+	case adminpb.Suffrage_SUFFRAGE_STAGING:
+		return "staging"
+	}
+	return "unknown"
+}
+
+func contact(d *durationpb.Duration) string {
+	if d == nil {
+		return "-"
+	}
+	return d.AsDuration().Round(time.Millisecond).String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newMembersCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "members", Short: "List, add or remove replicas"}
+
+	var lf adminFlags
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the members of the cluster",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return lf.call(cmd.Context(), func(ctx context.Context, c adminpb.AdminClient) (proto.Message, error) {
+				return c.ListMembers(ctx, &adminpb.ListMembersRequest{})
+			}, cmd.OutOrStdout(), func(w io.Writer, m proto.Message) {
+				printMembers(w, m.(*adminpb.ListMembersResponse).GetMembers())
+			})
+		},
+	}
+	lf.register(list)
+
+	var af adminFlags
+	var req adminpb.AddVoterRequest
+	add := &cobra.Command{
+		Use:   "add",
+		Short: "Add a replica as a voter (or update its addresses)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return af.call(cmd.Context(), func(ctx context.Context, c adminpb.AdminClient) (proto.Message, error) {
+				return c.AddVoter(ctx, &req)
+			}, cmd.OutOrStdout(), func(w io.Writer, m proto.Message) {
+				fmt.Fprintf(w, "added %s at index %d\n", req.GetId(), m.(*adminpb.AddVoterResponse).GetIndex())
+			})
+		},
+	}
+	af.register(add)
+	add.Flags().StringVar(&req.Id, "id", "", "replica id (required)")
+	add.Flags().StringVar(&req.RaftAddr, "raft-addr", "", "the replica's advertised Raft address (required)")
+	add.Flags().StringVar(&req.GrpcAddr, "grpc-addr", "", "the replica's advertised gRPC address")
+	add.Flags().StringVar(&req.HttpAddr, "http-addr", "", "the replica's advertised HTTP address")
+	_ = add.MarkFlagRequired("id")
+	_ = add.MarkFlagRequired("raft-addr")
+
+	var rf adminFlags
+	var id string
+	remove := &cobra.Command{
+		Use:   "remove",
+		Short: "Remove a replica from the cluster",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return rf.call(cmd.Context(), func(ctx context.Context, c adminpb.AdminClient) (proto.Message, error) {
+				return c.RemoveServer(ctx, &adminpb.RemoveServerRequest{Id: id})
+			}, cmd.OutOrStdout(), func(w io.Writer, m proto.Message) {
+				fmt.Fprintf(w, "removed %s at index %d\n", id, m.(*adminpb.RemoveServerResponse).GetIndex())
+			})
+		},
+	}
+	rf.register(remove)
+	remove.Flags().StringVar(&id, "id", "", "replica id (required)")
+	_ = remove.MarkFlagRequired("id")
+
+	cmd.AddCommand(list, add, remove)
+	return cmd
+}
+
+func newLeaderCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "leader", Short: "Leadership operations"}
+	var f adminFlags
+	var to string
+	transfer := &cobra.Command{
+		Use:   "transfer",
+		Short: "Transfer leadership to a named replica, or to the most up-to-date voter",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.call(cmd.Context(), func(ctx context.Context, c adminpb.AdminClient) (proto.Message, error) {
+				return c.TransferLeadership(ctx, &adminpb.TransferLeadershipRequest{TargetId: to})
+			}, cmd.OutOrStdout(), func(w io.Writer, m proto.Message) {
+				r := m.(*adminpb.TransferLeadershipResponse)
+				fmt.Fprintf(w, "leader is now %s (grpc %s), term %d\n", r.GetLeader().GetId(), r.GetLeader().GetGrpcAddr(), r.GetTerm())
+			})
+		},
+	}
+	f.register(transfer)
+	transfer.Flags().StringVar(&to, "to", "", "id of the replica to hand leadership to (empty: any)")
+	cmd.AddCommand(transfer)
+	return cmd
+}
