@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -185,5 +188,114 @@ func TestForwardedRequestIsNotForwardedAgain(t *testing.T) {
 	_, err := f.replica.Head(cluster.MarkForwardedIncoming(ctx), "k")
 	if !errors.Is(err, backend.ErrNotLeader) || !backend.IsDeterminate(err) {
 		t.Fatalf("forwarded head on a follower: err = %v, want determinate ErrNotLeader", err)
+	}
+}
+
+// The FSM survives a snapshot and a restart that restores from it.
+func TestFSMSurvivesSnapshotAndRestart(t *testing.T) {
+	tc := startCluster(t, 3)
+	l := tc.leader()
+	c := dial(t, l.grpcAddr)
+	if ok, err := c.CompareAndSet(t.Context(), "k", backend.VersionedData{SeqNo: 0, Data: []byte("v0")}); !ok || err != nil {
+		t.Fatalf("cas = %v, %v", ok, err)
+	}
+	// Every member registers its addresses; wait until all three are known.
+	f := tc.follower()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(f.replica.FSMState().Members) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("members never registered: %+v", f.replica.FSMState().Members)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	before := f.replica.FSMState()
+	if len(before.Epochs) == 0 {
+		t.Fatal("no leader epoch recorded")
+	}
+	if err := f.replica.ForceSnapshot(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	if got := f.replica.LastSnapshotIndex(); got == "0" || got == "" {
+		t.Fatalf("last snapshot index %q after a snapshot", got)
+	}
+
+	// Restart the follower on its data dir: the FSM comes back from the
+	// snapshot (and the log after it) with the same members and epochs.
+	tc.stop(f)
+	tc.start(f, cluster.Config{ID: f.id, DataDir: f.dataDir, RaftBind: f.raftAddr, Backend: tc.store, Logger: quiet()})
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		got := f.replica.FSMState()
+		// The restarted follower re-registers its new gRPC address, so
+		// compare everything else exactly.
+		want := before
+		want.Members = maps.Clone(before.Members)
+		m := want.Members[f.id]
+		m.GRPCAddr = f.grpcAddr
+		want.Members[f.id] = m
+		if reflect.DeepEqual(got.Members, want.Members) && slices.Equal(got.Epochs[:len(before.Epochs)], before.Epochs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after restart: %+v, want %+v", got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if v, err := dial(t, f.grpcAddr).Head(t.Context(), "k"); err != nil || v == nil || string(v.Data) != "v0" {
+		t.Fatalf("head through the restarted replica = %+v, %v", v, err)
+	}
+}
+
+// With --unsafe-skip-fence a leader serves without fencing: the stored epoch
+// stays 0 and writes go through unbound.
+func TestUnsafeSkipFenceServesUnfenced(t *testing.T) {
+	tc := startCluster(t, 1, func(c *cluster.Config) { c.UnsafeSkipFence = true })
+	c := dial(t, tc.leader().grpcAddr)
+	if ok, err := c.CompareAndSet(t.Context(), "k", backend.VersionedData{SeqNo: 0, Data: []byte("a")}); !ok || err != nil {
+		t.Fatalf("cas = %v, %v", ok, err)
+	}
+	// Nothing was fenced: a handle at epoch 0 can still write.
+	if ok, err := tc.store.CompareAndSet(t.Context(), "k", backend.VersionedData{SeqNo: 1, Data: []byte("b")}); !ok || err != nil {
+		t.Fatalf("epoch-0 cas after an unfenced leader = %v, %v; want committed", ok, err)
+	}
+}
+
+// A normal leader fences: afterwards an epoch-0 writer is refused.
+func TestLeaderFencesTheBackend(t *testing.T) {
+	tc := startCluster(t, 1)
+	c := dial(t, tc.leader().grpcAddr)
+	if ok, err := c.CompareAndSet(t.Context(), "k", backend.VersionedData{SeqNo: 0, Data: []byte("a")}); !ok || err != nil {
+		t.Fatalf("cas = %v, %v", ok, err)
+	}
+	_, err := tc.store.CompareAndSet(t.Context(), "k", backend.VersionedData{SeqNo: 1, Data: []byte("b")})
+	if !errors.Is(err, backend.ErrFenced) || !backend.IsDeterminate(err) {
+		t.Fatalf("epoch-0 cas after a fenced leader: err = %v, want determinate ErrFenced", err)
+	}
+}
+
+// A write that finds a later epoch in the backend makes the leader stop
+// serving at once; the caller gets a determinate "fenced".
+func TestFencedWriteStepsTheLeaderDown(t *testing.T) {
+	tc := startCluster(t, 1)
+	l := tc.leader()
+	c := dial(t, l.grpcAddr)
+	if ok, err := c.CompareAndSet(t.Context(), "k", backend.VersionedData{SeqNo: 0, Data: []byte("a")}); !ok || err != nil {
+		t.Fatalf("cas = %v, %v", ok, err)
+	}
+	// Another leader of a much later term fences the backend.
+	if err := tc.store.Fence(t.Context(), 1000); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	_, err := l.replica.CompareAndSet(ctx, "k", backend.VersionedData{SeqNo: 1, Data: []byte("b")})
+	if !errors.Is(err, backend.ErrFenced) || !backend.IsDeterminate(err) {
+		t.Fatalf("cas after a later fence: err = %v, want determinate ErrFenced", err)
+	}
+	if l.replica.Ready() {
+		t.Fatal("the fenced leader still reports ready")
+	}
+	if v, err := tc.store.Head(t.Context(), "k"); err != nil || v.SeqNo != 0 {
+		t.Fatalf("head = %+v, %v; the fenced write must not land", v, err)
 	}
 }

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"context"
+	"net"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -28,10 +30,21 @@ type peerConn struct {
 }
 
 // newPeerPool uses opts for every peer connection; without any, peers are
-// dialed in plaintext, like the client port they serve on.
-func newPeerPool(opts []grpc.DialOption) *peerPool {
+// dialed in plaintext, like the client port they serve on. When the replica
+// advertises an IP address, outbound dials are bound to it, so that peers
+// and packet filters see one stable source address per replica (as Raft's
+// stream layer does).
+func newPeerPool(opts []grpc.DialOption, advertised string) *peerPool {
 	if len(opts) == 0 {
 		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	if host, _, err := net.SplitHostPort(advertised); err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
+			opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+				return d.DialContext(ctx, "tcp", addr)
+			}))
+		}
 	}
 	return &peerPool{dialOpts: opts, conns: map[string]*peerConn{}}
 }

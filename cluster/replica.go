@@ -89,7 +89,7 @@ func Open(cfg Config) (*Replica, error) {
 		readyCh:  make(chan struct{}),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.peers = newPeerPool(cfg.PeerDialOptions)
+	r.peers = newPeerPool(cfg.PeerDialOptions, cfg.GRPCAddr)
 	r.gate = readgate.New(r.verifyLeader)
 
 	if err := r.startRaft(); err != nil {
@@ -306,7 +306,14 @@ func (r *Replica) establish(term uint64) error {
 			return fmt.Errorf("fence epoch %d: %w", term, err)
 		}
 	}
-	c := cache.New(r.cfg.Backend.AtEpoch(term), r.cfg.Cache)
+	store := r.cfg.Backend.AtEpoch(term)
+	if r.cfg.UnsafeSkipFence {
+		// Without a fence, no epoch is ever stored: write at the unbound
+		// epoch 0, like every other unfenced leader (the anomaly the
+		// correctness harness must catch).
+		store = r.cfg.Backend
+	}
+	c := cache.New(store, r.cfg.Cache)
 	lt := &leaderTerm{term: term, cache: c, store: c}
 	// Prefetch is best effort: a failure only costs cache misses later.
 	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)

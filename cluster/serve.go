@@ -43,6 +43,13 @@ const (
 func (r *Replica) do(ctx context.Context, op string, kind opKind, local func(context.Context, backend.Consensus) error, remote func(context.Context, backend.Consensus) error) error {
 	forwarded := isForwarded(ctx)
 	var lastErr error
+	// note records why an attempt did not reach the backend. A fenced
+	// attempt says most about why the request failed, so it sticks.
+	note := func(err error) {
+		if lastErr == nil || !errors.Is(lastErr, backend.ErrFenced) {
+			lastErr = err
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			select {
@@ -57,7 +64,7 @@ func (r *Replica) do(ctx context.Context, op string, kind opKind, local func(con
 				if err != nil || term != lt.term {
 					// Not provably the leader of lt's term after the read
 					// arrived: nothing was read; try again or elsewhere.
-					lastErr = backend.Determinatef("%w: leadership not confirmed (%v)", backend.ErrNotLeader, err)
+					note(backend.Determinatef("%w: leadership not confirmed (%v)", backend.ErrNotLeader, err))
 					if ctx.Err() != nil {
 						return r.heldTooLong(ctx, lastErr)
 					}
@@ -72,14 +79,14 @@ func (r *Replica) do(ctx context.Context, op string, kind opKind, local func(con
 				r.log.Warn("a write was fenced: a later leader exists; stepping down", "term", lt.term)
 				r.setNotReady(lt)
 				r.transferAwayIfLeader()
-				lastErr = err
+				note(err)
 				continue
 			}
 			return err
 		}
 		if r.raft.State() == raft.Leader {
 			// Leader, not ready yet (barrier and fence in progress): hold.
-			lastErr = backend.Determinatef("%w: leader is not ready yet", backend.ErrNotLeader)
+			note(backend.Determinatef("%w: leader is not ready yet", backend.ErrNotLeader))
 			select {
 			case <-r.readinessWatch():
 			case <-ctx.Done():
@@ -91,7 +98,7 @@ func (r *Replica) do(ctx context.Context, op string, kind opKind, local func(con
 		}
 		addr, id := r.leaderGRPC()
 		if addr == "" {
-			lastErr = backend.Determinatef("%w: no leader known", backend.ErrUnavailable)
+			note(backend.Determinatef("%w: no leader known", backend.ErrUnavailable))
 			continue
 		}
 		if forwarded {
@@ -103,7 +110,7 @@ func (r *Replica) do(ctx context.Context, op string, kind opKind, local func(con
 		r.setLeaderHeader(ctx, addr)
 		peer, err := r.peers.get(addr)
 		if err != nil {
-			lastErr = backend.Determinatef("%w: leader address %q: %v", backend.ErrUnavailable, addr, err)
+			note(backend.Determinatef("%w: leader address %q: %v", backend.ErrUnavailable, addr, err))
 			continue
 		}
 		err = remote(markForwarded(ctx), peer.consensus)
@@ -115,7 +122,7 @@ func (r *Replica) do(ctx context.Context, op string, kind opKind, local func(con
 		}
 		if backend.IsDeterminate(err) && (errors.Is(err, backend.ErrNotLeader) || errors.Is(err, backend.ErrUnavailable)) {
 			// The target did not act; re-resolve and try again.
-			lastErr = err
+			note(err)
 			continue
 		}
 		return err
