@@ -119,10 +119,18 @@ func runDev(ctx context.Context, cfg devConfig, out io.Writer, log *slog.Logger)
 	select {
 	case <-ctx.Done():
 		log.Info("stopping the dev cluster")
-		return nil
-	case err := <-firstFailure(ctx, running):
-		return err
+	case err = <-firstFailure(ctx, running):
 	}
+	for _, rr := range running {
+		if serr := rr.shutdown(cfg.ShutdownTimeout); serr != nil {
+			log.Error("replica shutdown", "id", rr.cfg.ID, "err", serr)
+		}
+	}
+	running = nil
+	if err == nil {
+		log.Info("stopped")
+	}
+	return err
 }
 
 // firstFailure delivers the first replica whose server stops on its own.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -113,6 +114,10 @@ func runServe(ctx context.Context, stop func(), cfg serveConfig, log *slog.Logge
 		// Without cluster flags a fresh data dir forms a one-replica cluster
 		// (a data dir with state ignores this).
 		rc.BootstrapExpect = 1
+	}
+	if strings.HasPrefix(cfg.Backend, "bolt:") && (rc.BootstrapExpect > 1 || len(rc.Join) > 0) {
+		// Each process would get its own file: a failover would lose data.
+		return errors.New("the embedded bolt backend cannot be shared between processes: a multi-replica cluster needs a postgres:// backend (committer dev runs a local cluster on bolt in one process)")
 	}
 	store, err := openBackend(ctx, cfg, log)
 	if err != nil {

@@ -223,6 +223,12 @@ func TestEnvironmentAndFlagErrors(t *testing.T) {
 			`--isolation: unknown isolation level "snapshot"`},
 		{"positive data limit", nil, []string{"serve", "--backend", "bolt:///x", "--max-data-bytes", "0"},
 			"--max-data-bytes must be positive, got 0"},
+		{"bolt cannot back a multi-replica cluster", nil, []string{"serve", "--backend", "bolt:///x", "--bootstrap-expect", "3", "--peers", "a=127.0.0.1:1,b=127.0.0.1:2,c=127.0.0.1:3"},
+			"the embedded bolt backend cannot be shared between processes"},
+		{"bolt cannot join a cluster", nil, []string{"serve", "--backend", "bolt:///x", "--join", "127.0.0.1:6882"},
+			"the embedded bolt backend cannot be shared between processes"},
+		{"malformed peers", nil, []string{"serve", "--backend", "bolt:///x", "--peers", "a=127.0.0.1:1,b"},
+			`--peers entry "b": want id=raft-host:port`},
 		{"unusable listen address", nil, []string{"serve", "--backend", "bolt://" + filepath.Join(t.TempDir(), "c.db"), "--grpc-addr", "256.0.0.1:1"},
 			"listen on --grpc-addr 256.0.0.1:1"},
 	} {
