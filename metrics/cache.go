@@ -4,6 +4,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hacommit/committer/cluster/cache"
 )
 
 // CacheStats is what the head cache reports at scrape time. Counters only
@@ -127,4 +129,16 @@ func (c *cacheCollector) read() (total cacheCounters, shards, bytes int) {
 	}
 	c.seen, c.lastInstance, c.last = true, s.Instance, now
 	return c.base.plus(c.last), s.Shards, s.Bytes
+}
+
+// FromCache converts the head cache's statistics of one leadership term.
+func FromCache(term uint64, s cache.Stats) CacheStats {
+	return CacheStats{
+		Instance: term,
+		HeadHits: s.HeadHits, HeadMisses: s.HeadMisses,
+		CASHits: s.CASFastFails, CASMisses: s.CASWriteThroughs,
+		MultiHits: s.MultiFastFails, MultiMisses: s.MultiWriteThroughs,
+		Evictions: s.Evictions, Drops: s.Drops,
+		Shards: s.Shards, Bytes: s.Bytes,
+	}
 }

@@ -277,15 +277,7 @@ func cacheStatsOf(lc *leaderCache) (metrics.CacheStats, bool) {
 	if lc == nil {
 		return metrics.CacheStats{}, false
 	}
-	s := lc.cache.Stats()
-	return metrics.CacheStats{
-		Instance: lc.term,
-		HeadHits: s.HeadHits, HeadMisses: s.HeadMisses,
-		CASHits: s.CASFastFails, CASMisses: s.CASWriteThroughs,
-		MultiHits: s.MultiFastFails, MultiMisses: s.MultiWriteThroughs,
-		Evictions: s.Evictions, Drops: s.Drops,
-		Shards: s.Shards, Bytes: s.Bytes,
-	}, true
+	return metrics.FromCache(lc.term, lc.cache.Stats()), true
 }
 
 func cacheText(headHits, casHits, multiHits, headMisses, casMisses, multiMisses, evictions, drops, shards, bytes int) string {

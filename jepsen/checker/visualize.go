@@ -1,0 +1,123 @@
+package checker
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// maxSampleOps bounds the operations shown when no key failed, so the page
+// of a long run stays small enough for a browser.
+const maxSampleOps = 2000
+
+// faultColors are the background colors of fault annotations, by kind in
+// order of first appearance.
+var faultColors = []string{"#f4b6b6", "#b6d7f4", "#c9f4b6", "#f4e2b6", "#dcb6f4", "#b6f4ec", "#f4b6e3", "#d9d9d9"}
+
+// WriteVisualization writes porcupine's HTML visualization to path: the
+// non-linearizable keys if there are any, otherwise every key if the history
+// is small, or else the smallest keys up to a bounded number of operations.
+// Fault windows appear as annotation rows, one per fault kind.
+func (r *Result) WriteVisualization(path string) error {
+	timeout := r.timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	hs := r.visualizedKeys()
+	processes := make(map[int]int)
+	for _, h := range hs {
+		for _, op := range h.ops {
+			processes[op.ClientId] = 0
+		}
+	}
+	ids := make([]int, 0, len(processes))
+	for p := range processes {
+		ids = append(ids, p)
+	}
+	slices.Sort(ids)
+	for row, p := range ids {
+		processes[p] = row
+	}
+	// The page draws one row per client id, so process ids become dense
+	// row numbers.
+	var ops []porcupine.Operation
+	for _, h := range hs {
+		for _, op := range h.ops {
+			op.ClientId = processes[op.ClientId]
+			ops = append(ops, op)
+		}
+	}
+
+	model := shardModel()
+	_, info := porcupine.CheckOperationsVerbose(model, ops, timeout)
+	info.AddAnnotations(faultAnnotations(r.Faults))
+
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("linearizability visualization: %w", err)
+	}
+	werr := porcupine.Visualize(model, info, f)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		return fmt.Errorf("linearizability visualization %s: %w", path, err)
+	}
+	return nil
+}
+
+func (r *Result) visualizedKeys() []keyHistory {
+	if len(r.IllegalKeys) > 0 {
+		var out []keyHistory
+		for _, h := range r.histories {
+			if slices.Contains(r.IllegalKeys, h.key) {
+				out = append(out, h)
+			}
+		}
+		return out
+	}
+	bySize := slices.Clone(r.histories)
+	slices.SortStableFunc(bySize, func(a, b keyHistory) int { return len(a.ops) - len(b.ops) })
+	var out []keyHistory
+	total := 0
+	for _, h := range bySize {
+		if len(out) > 0 && total+len(h.ops) > maxSampleOps {
+			break
+		}
+		out = append(out, h)
+		total += len(h.ops)
+	}
+	slices.SortFunc(out, func(a, b keyHistory) int { return strings.Compare(a.key, b.key) })
+	return out
+}
+
+func faultAnnotations(faults []Fault) []porcupine.Annotation {
+	colors := make(map[string]string)
+	out := make([]porcupine.Annotation, 0, len(faults))
+	for _, f := range faults {
+		color, ok := colors[f.Kind]
+		if !ok {
+			color = faultColors[len(colors)%len(faultColors)]
+			colors[f.Kind] = color
+		}
+		desc := f.Kind
+		if len(f.Targets) > 0 {
+			desc += " " + strings.Join(f.Targets, ",")
+		}
+		end := "the end of the run"
+		if f.Ended {
+			end = seconds(f.End)
+		}
+		out = append(out, porcupine.Annotation{
+			Tag:             "fault: " + f.Kind,
+			Start:           f.Start,
+			End:             f.End,
+			Description:     desc,
+			Details:         fmt.Sprintf("%s from %s to %s", desc, seconds(f.Start), end),
+			BackgroundColor: color,
+		})
+	}
+	return out
+}
