@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/hacommit/committer/fsm"
 	"github.com/hacommit/committer/rpc/adminpb"
@@ -226,22 +227,90 @@ func (r *Replica) RemoveServer(ctx context.Context, id string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	_, recorded := r.fsm.Member(id)
 	if !slices.ContainsFunc(members, func(m MemberStatus) bool { return m.ID == id }) {
-		return 0, fmt.Errorf("%w: %q", ErrUnknownMember, id)
-	}
-	// Forget the addresses first: once the leader removes itself it can no
-	// longer apply anything.
-	if f := r.raft.Apply(fsm.RemoveMember(id), raftOpTimeout); f.Error() != nil {
-		return 0, fmt.Errorf("forget member %s: %w", id, f.Error())
+		if !recorded {
+			return 0, fmt.Errorf("%w: %q", ErrUnknownMember, id)
+		}
+		// Out of the configuration already (an earlier removal stopped
+		// halfway): only the addresses are left to forget.
+		f := r.raft.Apply(fsm.RemoveMember(id), raftOpTimeout)
+		if err := f.Error(); err != nil {
+			return 0, fmt.Errorf("forget member %s: %w", id, err)
+		}
+		return f.Index(), nil
 	}
 	if id == r.cfg.ID {
-		r.setNotReady(nil)
+		idx, err := r.handOffAndRemove(ctx)
+		if err == nil {
+			return idx, nil
+		}
+		r.log.Warn("removing this leader through a successor failed; removing itself", "err", err)
+		if r.raft.State() != raft.Leader {
+			return 0, fmt.Errorf("remove %s: leadership moved while removing it; retry", id)
+		}
+		return r.removeSelf()
 	}
+	// Out of the configuration first, addresses second: a member that saw
+	// its record vanish while it still found itself in the configuration
+	// would take that for "not registered yet" and add itself back.
 	f := r.raft.RemoveServer(raft.ServerID(id), 0, raftOpTimeout)
 	if err := f.Error(); err != nil {
 		return 0, fmt.Errorf("remove server %s: %w", id, err)
 	}
 	r.log.Info("removed server", "id", id)
+	index := f.Index()
+	if recorded {
+		af := r.raft.Apply(fsm.RemoveMember(id), raftOpTimeout)
+		if err := af.Error(); err != nil {
+			return 0, fmt.Errorf("removed server %s, but forgetting its addresses failed (remove it again to retry): %w", id, err)
+		}
+		index = af.Index()
+	}
+	return index, nil
+}
+
+// handOffAndRemove removes the leader without an election timeout of
+// unavailability: it hands leadership to another voter, then asks the new
+// leader to remove it like any follower.
+func (r *Replica) handOffAndRemove(ctx context.Context) (uint64, error) {
+	if r.voterCount() < 2 {
+		return 0, errors.New("no other voter to hand leadership to")
+	}
+	r.setNotReady(nil)
+	if err := r.raft.LeadershipTransfer().Error(); err != nil {
+		r.kickLifecycle()
+		return 0, fmt.Errorf("leadership transfer: %w", err)
+	}
+	// This is a new request of this replica's own, not a second hop of the
+	// one it is serving: drop the incoming forwarding mark.
+	ctx = metadata.NewIncomingContext(ctx, metadata.MD{})
+	resp, err := r.onLeader(ctx, func(ctx context.Context, c adminpb.AdminClient) (any, error) {
+		return c.RemoveServer(ctx, &adminpb.RemoveServerRequest{Id: r.cfg.ID})
+	})
+	if err != nil {
+		return 0, err
+	}
+	return resp.(*adminpb.RemoveServerResponse).GetIndex(), nil
+}
+
+// removeSelf removes the leader itself. It forgets its own addresses first,
+// because once the leader removes itself it can no longer apply anything;
+// leaving keeps registerSelf from recording them again meanwhile.
+func (r *Replica) removeSelf() (uint64, error) {
+	r.leaving.Store(true)
+	if f := r.raft.Apply(fsm.RemoveMember(r.cfg.ID), raftOpTimeout); f.Error() != nil {
+		r.leaving.Store(false)
+		return 0, fmt.Errorf("forget member %s: %w", r.cfg.ID, f.Error())
+	}
+	r.setNotReady(nil)
+	f := r.raft.RemoveServer(raft.ServerID(r.cfg.ID), 0, raftOpTimeout)
+	if err := f.Error(); err != nil {
+		r.leaving.Store(false)
+		r.kickLifecycle()
+		return 0, fmt.Errorf("remove server %s: %w", r.cfg.ID, err)
+	}
+	r.log.Info("removed server", "id", r.cfg.ID)
 	return f.Index(), nil
 }
 
@@ -318,6 +387,9 @@ func (r *Replica) onLeader(ctx context.Context, call func(context.Context, admin
 			}
 			return call(markForwarded(ctx), peer.admin)
 		}
+		if r.isRemoved() {
+			return nil, fmt.Errorf("%w: this replica was removed from the cluster", ErrNoLeader)
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())
@@ -329,17 +401,31 @@ func (r *Replica) onLeader(ctx context.Context, call func(context.Context, admin
 // registerSelf makes sure the FSM holds this replica's current addresses
 // (and, for a replica started with --join, that it is a voter). It retries
 // until it succeeds, then re-checks whenever the state changes.
+//
+// Only a replica in the Raft configuration, or a fresh one joining for the
+// first time, registers: a member that was removed must stay out, however
+// it learns that its record is gone. Such a replica is marked removed, so
+// that it answers requests at once instead of holding them for a leader it
+// will never know.
 func (r *Replica) registerSelf() {
 	defer r.wg.Done()
 	self := r.Self()
 	for {
 		changed := r.fsm.Changed()
-		if cur, ok := r.fsm.Member(self.ID); !ok || cur != self {
-			ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
-			err := r.register(ctx, self)
-			cancel()
-			if err != nil {
-				r.log.Debug("registering this replica", "err", err)
+		cur, recorded := r.fsm.Member(self.ID)
+		if inConfig, err := r.inConfiguration(); err == nil {
+			if inConfig || recorded {
+				r.wasMember.Store(true)
+			}
+			r.removed.Store(!inConfig && r.wasMember.Load())
+			joining := r.joinOnStart && !inConfig && !r.wasMember.Load()
+			if (inConfig && (!recorded || cur != self) && !r.leaving.Load()) || joining {
+				ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+				err := r.register(ctx, self)
+				cancel()
+				if err != nil {
+					r.log.Debug("registering this replica", "err", err)
+				}
 			}
 		}
 		select {
@@ -349,6 +435,23 @@ func (r *Replica) registerSelf() {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// inConfiguration reports whether this replica is in its latest Raft
+// configuration (committed or not).
+func (r *Replica) inConfiguration() (bool, error) {
+	f := r.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return string(s.ID) == r.cfg.ID }), nil
+}
+
+// isRemoved reports whether this replica is out of the cluster for good:
+// removed from the configuration, or its Raft stopped (a leader that
+// removed itself shuts its Raft down).
+func (r *Replica) isRemoved() bool {
+	return r.removed.Load() || (r.raft.State() == raft.Shutdown && !r.closed.Load())
 }
 
 func (r *Replica) register(ctx context.Context, self fsm.Member) error {

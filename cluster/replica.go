@@ -58,6 +58,16 @@ type Replica struct {
 	mu      sync.Mutex
 	readyCh chan struct{}
 
+	// joinOnStart: the replica started without Raft state and with --join,
+	// so it asks to be added until it is a member. wasMember: it has been in
+	// the configuration (or recorded in the FSM) since it started; removed:
+	// it was, and is no longer; leaving: it is removing itself. See
+	// registerSelf.
+	joinOnStart bool
+	wasMember   atomic.Bool
+	removed     atomic.Bool
+	leaving     atomic.Bool
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -184,6 +194,7 @@ func (r *Replica) startRaft() (err error) {
 		}
 		r.log.Info("bootstrapped a new cluster", "voters", len(servers))
 	case len(r.cfg.Join) > 0:
+		r.joinOnStart = true
 		r.log.Info("joining an existing cluster", "via", r.cfg.Join)
 	default:
 		ra.Shutdown()
@@ -371,15 +382,7 @@ func (r *Replica) cacheStats() (metrics.CacheStats, bool) {
 	if lt == nil {
 		return metrics.CacheStats{}, false
 	}
-	s := lt.cache.Stats()
-	return metrics.CacheStats{
-		Instance: lt.term,
-		HeadHits: s.HeadHits, HeadMisses: s.HeadMisses,
-		CASHits: s.CASFastFails, CASMisses: s.CASWriteThroughs,
-		MultiHits: s.MultiFastFails, MultiMisses: s.MultiWriteThroughs,
-		Evictions: s.Evictions, Drops: s.Drops,
-		Shards: s.Shards, Bytes: s.Bytes,
-	}, true
+	return metrics.FromCache(lt.term, lt.cache.Stats()), true
 }
 
 // transferAway hands leadership to another voter without waiting; used when

@@ -98,6 +98,11 @@ func (r *Replica) do(ctx context.Context, op string, kind opKind, local func(con
 		}
 		addr, id := r.leaderGRPC()
 		if addr == "" {
+			if r.isRemoved() {
+				// No leader will ever be known here: answer now, so the
+				// client tries another replica within its deadline.
+				return backend.Determinatef("%w: this replica was removed from the cluster", backend.ErrUnavailable)
+			}
 			note(backend.Determinatef("%w: no leader known", backend.ErrUnavailable))
 			continue
 		}

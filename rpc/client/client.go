@@ -178,6 +178,11 @@ func (c *Client) pick(prev, hint string) (string, *grpc.ClientConn, error) {
 // remember makes the endpoint that answered, or the leader it named, the
 // first choice of later calls.
 func (c *Client) remember(addr, hint string) {
+	if c.borrowed {
+		// A client on a borrowed connection has nowhere else to go; its
+		// owner does the routing.
+		return
+	}
 	next := addr
 	if hint != "" {
 		next = hint

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -261,6 +262,31 @@ func TestNewRejectsBadEndpoints(t *testing.T) {
 		if c, err := client.New(eps); err == nil {
 			_ = c.Close()
 			t.Errorf("New(%q) succeeded, want an error", eps)
+		}
+	}
+}
+
+// TestBorrowedConnIgnoresLeaderHeader: a FromConn client has one connection
+// and its owner routes; a leader hint must not redirect it (there is no
+// connection to the hinted address to use).
+func TestBorrowedConnIgnoresLeaderHeader(t *testing.T) {
+	store := rpctest.OpenBolt(t, bolt.Options{Logger: quietLogger()})
+	follower := rpctest.Serve(t, store, server.Config{Logger: quietLogger()},
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			if err := grpc.SetHeader(ctx, metadata.Pairs(wire.LeaderMetadataKey, "127.0.0.1:1")); err != nil {
+				return nil, err
+			}
+			return handler(ctx, req)
+		}))
+	cc, err := grpc.NewClient(follower.Addr, append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := client.FromConn(cc)
+	for i := range 3 {
+		if committed, err := c.CompareAndSet(t.Context(), "s", vd(uint64(i), "x")); err != nil || !committed {
+			t.Fatalf("cas %d over a borrowed connection = %v, %v; want committed", i, committed, err)
 		}
 	}
 }
