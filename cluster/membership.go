@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -145,18 +146,8 @@ func (r *Replica) Members() ([]MemberStatus, uint64, error) {
 		m.RaftAddr = string(s.Address)
 		out = append(out, MemberStatus{Member: m, Voter: s.Suffrage == raft.Voter, Leader: s.ID == lid, LastContact: -1})
 	}
-	slices.SortFunc(out, func(a, b MemberStatus) int { return compareStrings(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b MemberStatus) int { return cmp.Compare(a.ID, b.ID) })
 	return out, f.Index(), nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // AddVoter adds m as a voter, or updates its addresses if it is a member.

@@ -1,6 +1,7 @@
 package checker
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -35,19 +36,9 @@ func ackedWrites(ops []clientOp) map[string][]ackedWrite {
 		}
 	}
 	for _, ws := range out {
-		slices.SortStableFunc(ws, func(a, b ackedWrite) int { return compareInt64(a.op.done.Time, b.op.done.Time) })
+		slices.SortStableFunc(ws, func(a, b ackedWrite) int { return cmp.Compare(a.op.done.Time, b.op.done.Time) })
 	}
 	return out
-}
-
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // checkDuplicateCommits finds two acknowledged commits of the same seqno on
