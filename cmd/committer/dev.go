@@ -7,10 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -43,15 +41,9 @@ func newDevCommand(logCfg *logConfig) *cobra.Command {
 			"gRPC --base-port+10*i, Raft +1 and HTTP +2. Restarting it keeps the data.\n" +
 			"It stops on SIGINT or SIGTERM.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := logCfg.logger(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+		RunE: untilSignal(logCfg, func(ctx context.Context, _ func(), cmd *cobra.Command, log *slog.Logger) error {
 			return runDev(ctx, cfg, cmd.OutOrStdout(), log)
-		},
+		}),
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.Dir, "dir", ".committer-dev", "directory for the embedded database and the replicas' Raft data")

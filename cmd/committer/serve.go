@@ -58,15 +58,9 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 			"It stops on SIGINT or SIGTERM, handing leadership to another replica first\n" +
 			"and letting in-flight calls finish for up to --shutdown-timeout.",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := logCfg.logger(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+		RunE: untilSignal(logCfg, func(ctx context.Context, stop func(), cmd *cobra.Command, log *slog.Logger) error {
 			return runServe(ctx, stop, cfg, log)
-		},
+		}),
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.Backend, "backend", "", "storage URL: bolt:///path/to/file.db or postgres://user@host:5432/database (required)")
@@ -93,6 +87,21 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 	fs.DurationVar(&r.Timeouts.Election, "raft-election-timeout", cluster.DefaultTimeouts().Election, "Raft election timeout")
 	_ = cmd.MarkFlagRequired("backend") // the flag exists: cannot fail
 	return cmd
+}
+
+// untilSignal builds a RunE for a long-running command: it sets up logging
+// and runs fn with a context that SIGINT or SIGTERM cancels. fn calls stop
+// once it starts shutting down, so that a second signal ends the process.
+func untilSignal(logCfg *logConfig, fn func(ctx context.Context, stop func(), cmd *cobra.Command, log *slog.Logger) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		log, err := logCfg.logger(cmd.ErrOrStderr())
+		if err != nil {
+			return err
+		}
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return fn(ctx, stop, cmd, log)
+	}
 }
 
 // runServe serves until ctx is done, then shuts down gracefully. stop is
