@@ -34,6 +34,15 @@ lint: ## go vet and gofmt
 run: build ## run a local 3-replica cluster on the embedded backend
 	$(BIN)/committer dev
 
+# The Jepsen campaign needs root (network namespaces, nftables), iproute2,
+# nftables and PostgreSQL. JEPSEN_TIME sets the budget of the regular runs,
+# JEPSEN_OUT where they go; see docs/jepsen.md.
+.PHONY: jepsen
+jepsen: build ## Jepsen campaign: 10 minutes of runs on 3 and 5 replicas under every nemesis, then the canaries (root)
+	$(GO) build -o $(BIN)/jepsen ./cmd/jepsen
+	$(BIN)/jepsen campaign --time $${JEPSEN_TIME:-10m} --nodes 3,5 --nemesis all \
+		--committer-bin $(BIN)/committer --out $${JEPSEN_OUT:-jepsen-out/campaign-$$(date -u +%Y%m%dT%H%M%S)}
+
 # Each tool is installed once per pinned version; the stamp file records which.
 TOOL_STAMPS := $(TOOLS)/.buf-$(BUF_VERSION) $(TOOLS)/.protoc-gen-go-$(PROTOC_GEN_GO_VERSION) \
 	$(TOOLS)/.protoc-gen-go-grpc-$(PROTOC_GEN_GO_GRPC_VERSION) $(TOOLS)/.grpcurl-$(GRPCURL_VERSION)

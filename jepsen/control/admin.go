@@ -1,0 +1,433 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hacommit/committer/rpc/adminpb"
+)
+
+// statusTimeout bounds one Status call. A leader's Status asks every member
+// for its last contact (up to a second each, in parallel), so a paused or
+// cut-off member makes the leader's answer slow; followers answer at once.
+const statusTimeout = 1500 * time.Millisecond
+
+// ErrNoLeader: no ready leader could be found.
+var ErrNoLeader = errors.New("no ready leader")
+
+func (c *Cluster) admin(slot int) adminpb.AdminClient {
+	return adminpb.NewAdminClient(c.conns[slot-1])
+}
+
+// Status asks one replica for its view of the cluster.
+func (c *Cluster) Status(ctx context.Context, slot int) (*adminpb.StatusResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	return c.admin(slot).Status(ctx, &adminpb.StatusRequest{})
+}
+
+// Readiness is a replica's /readyz answer.
+type Readiness struct {
+	Ready       bool `json:"ready"`
+	Leader      bool `json:"leader"`
+	LeaderKnown bool `json:"leader_known"`
+}
+
+// Ready asks one replica's /readyz; unlike Status it never waits for other
+// members.
+func (c *Cluster) Ready(ctx context.Context, slot int) (Readiness, error) {
+	var r Readiness
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.nodes[slot-1].HTTPAddr()+"/readyz", nil)
+	if err != nil {
+		return r, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return r, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return r, fmt.Errorf("/readyz of %s: %w", c.nodes[slot-1].Name, err)
+	}
+	return r, nil
+}
+
+// View is what the reachable replicas say about leadership.
+type View struct {
+	// Statuses holds the answers by slot (nil: no answer).
+	Statuses map[int]*adminpb.StatusResponse
+	// Leader is the slot of the leader the view agrees on, or 0.
+	Leader int
+	// Term is the leader's term.
+	Term uint64
+}
+
+// Observe asks every running, unpaused replica for its status, in parallel.
+func (c *Cluster) Observe(ctx context.Context) View {
+	v := View{Statuses: map[int]*adminpb.StatusResponse{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		if !c.Running(n.Slot) || c.Paused(n.Slot) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := c.Status(ctx, n.Slot)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			v.Statuses[n.Slot] = st
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	v.Leader, v.Term = c.leaderOf(v.Statuses)
+	return v
+}
+
+// leaderOf picks the leader from statuses: a replica that says it leads, in
+// the highest such term; otherwise the leader most followers name in the
+// highest term they report.
+func (c *Cluster) leaderOf(statuses map[int]*adminpb.StatusResponse) (int, uint64) {
+	var bestSlot int
+	var bestTerm uint64
+	for slot, st := range statuses {
+		if st.GetState() == adminpb.RaftState_RAFT_STATE_LEADER && st.GetTerm() >= bestTerm {
+			bestSlot, bestTerm = slot, st.GetTerm()
+		}
+	}
+	if bestSlot != 0 {
+		return bestSlot, bestTerm
+	}
+	votes := map[int]int{}
+	terms := map[int]uint64{}
+	for _, st := range statuses {
+		if l := st.GetLeader(); l != nil {
+			if slot := c.SlotOfAddr(l.GetGrpcAddr()); slot != 0 {
+				votes[slot]++
+				terms[slot] = max(terms[slot], st.GetTerm())
+			}
+		}
+	}
+	for slot, n := range votes {
+		if n > votes[bestSlot] || (n == votes[bestSlot] && terms[slot] > bestTerm) {
+			bestSlot, bestTerm = slot, terms[slot]
+		}
+	}
+	return bestSlot, bestTerm
+}
+
+// WaitReadyLeader polls until some replica is the ready (fenced) leader and
+// returns its slot.
+func (c *Cluster) WaitReadyLeader(ctx context.Context) (int, error) {
+	for {
+		v := c.Observe(ctx)
+		if v.Leader != 0 && !c.Paused(v.Leader) {
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			r, err := c.Ready(rctx, v.Leader)
+			cancel()
+			if err == nil && r.Leader && r.Ready {
+				return v.Leader, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Leader returns the slot of the current leader as the replicas see it,
+// waiting up to wait for one to be known.
+func (c *Cluster) Leader(ctx context.Context, wait time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		if v := c.Observe(ctx); v.Leader != 0 {
+			return v.Leader, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// viaSlot picks a replica to send an operator call to: the leader if known
+// and not excluded, else any running, unpaused replica not excluded.
+func (c *Cluster) viaSlot(ctx context.Context, exclude ...int) (int, error) {
+	if v := c.Observe(ctx); v.Leader != 0 && !slices.Contains(exclude, v.Leader) {
+		return v.Leader, nil
+	}
+	for _, n := range c.nodes {
+		if c.Running(n.Slot) && !c.Paused(n.Slot) && !slices.Contains(exclude, n.Slot) {
+			return n.Slot, nil
+		}
+	}
+	return 0, fmt.Errorf("no replica to send an operator call to: %w", errNotRunning)
+}
+
+// Members returns the committed configuration as the leader (or any
+// replica) reports it.
+func (c *Cluster) Members(ctx context.Context) ([]*adminpb.Member, error) {
+	slot, err := c.viaSlot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := c.admin(slot).ListMembers(ctx, &adminpb.ListMembersRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list members via %s: %w", c.nodes[slot-1].Name, err)
+	}
+	return resp.GetMembers(), nil
+}
+
+// RemoveServer removes a replica id from the configuration, sending the
+// call through another replica. Transient failures (no leader yet, the
+// leader changed meanwhile) are retried for up to 30s; an id that is not a
+// member counts as removed.
+func (c *Cluster) RemoveServer(ctx context.Context, id string) error {
+	return retry(ctx, 30*time.Second, func(ctx context.Context) error {
+		slot, err := c.viaSlot(ctx, c.SlotOfID(id))
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, err = c.admin(slot).RemoveServer(cctx, &adminpb.RemoveServerRequest{Id: id})
+		switch status.Code(err) {
+		case codes.OK:
+			c.log.Info("removed server", "id", id, "via", c.nodes[slot-1].Name)
+			return nil
+		case codes.NotFound:
+			return nil
+		case codes.InvalidArgument:
+			return backoffStop{fmt.Errorf("remove %s: %w", id, err)}
+		}
+		return fmt.Errorf("remove %s via %s: %w", id, c.nodes[slot-1].Name, err)
+	})
+}
+
+// backoffStop marks an error retry must not retry.
+type backoffStop struct{ err error }
+
+func (b backoffStop) Error() string { return b.err.Error() }
+func (b backoffStop) Unwrap() error { return b.err }
+
+// retry calls fn until it succeeds, returns a backoffStop, or wait passes;
+// it returns fn's last error.
+func retry(ctx context.Context, wait time.Duration, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		err := fn(ctx)
+		var stop backoffStop
+		if err == nil || errors.As(err, &stop) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// AddVoter adds the slot's current replica as a voter (a no-op if it is
+// one), retrying transient failures for up to 30s.
+func (c *Cluster) AddVoter(ctx context.Context, slot int) error {
+	n := c.nodes[slot-1]
+	id := c.ID(slot)
+	return retry(ctx, 30*time.Second, func(ctx context.Context) error {
+		via, err := c.viaSlot(ctx, slot)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		_, err = c.admin(via).AddVoter(cctx, &adminpb.AddVoterRequest{Id: id, RaftAddr: n.RaftAddr(), GrpcAddr: n.GRPCAddr(), HttpAddr: n.HTTPAddr()})
+		if err != nil {
+			if status.Code(err) == codes.InvalidArgument {
+				return backoffStop{fmt.Errorf("add voter %s: %w", id, err)}
+			}
+			return fmt.Errorf("add voter %s via %s: %w", id, c.nodes[via-1].Name, err)
+		}
+		c.log.Info("added voter", "id", id, "via", c.nodes[via-1].Name)
+		return nil
+	})
+}
+
+// TransferLeadership asks the leader to hand leadership to the slot's
+// replica (0: Raft's choice) and returns the new leader's slot.
+func (c *Cluster) TransferLeadership(ctx context.Context, target int) (int, error) {
+	via, err := c.viaSlot(ctx)
+	if err != nil {
+		return 0, err
+	}
+	id := ""
+	if target != 0 {
+		id = c.ID(target)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	resp, err := c.admin(via).TransferLeadership(ctx, &adminpb.TransferLeadershipRequest{TargetId: id})
+	if err != nil {
+		return 0, fmt.Errorf("transfer leadership via %s: %w", c.nodes[via-1].Name, err)
+	}
+	return c.SlotOfAddr(resp.GetLeader().GetGrpcAddr()), nil
+}
+
+// ReplaceNode replaces the slot's replica with a new one on a wiped data
+// dir: kill it, remove it from the configuration once the others have a
+// leader, wipe, then start a replica with a new id that joins through the
+// others. It returns the new id once the new replica is a voter.
+func (c *Cluster) ReplaceNode(ctx context.Context, slot int) (string, error) {
+	old := c.ID(slot)
+	if err := c.KillNode(ctx, slot); err != nil {
+		return "", err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err := c.WaitReadyLeader(wctx)
+	cancel()
+	if err != nil {
+		return "", fmt.Errorf("replacing %s: %w", old, err)
+	}
+	if err := c.RemoveServer(ctx, old); err != nil {
+		return "", err
+	}
+	if err := c.WipeNode(slot); err != nil {
+		return "", err
+	}
+	id := c.renew(slot)
+	if err := c.StartNode(slot); err != nil {
+		return id, err
+	}
+	c.log.Info("replacing replica", "node", c.nodes[slot-1].Name, "old", old, "new", id)
+	return id, c.waitVoter(ctx, id, 30*time.Second)
+}
+
+// waitVoter waits until id is a voter of the committed configuration.
+func (c *Cluster) waitVoter(ctx context.Context, id string, wait time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		ms, err := c.Members(ctx)
+		if err == nil && slices.ContainsFunc(ms, func(m *adminpb.Member) bool {
+			return m.GetId() == id && m.GetSuffrage() == adminpb.Suffrage_SUFFRAGE_VOTER
+		}) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not become a voter: %w (last: %v)", id, ctx.Err(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// Health says why the cluster is not (yet) back to normal, or nil.
+func (c *Cluster) Health(ctx context.Context) error {
+	var problems []string
+	for _, n := range c.nodes {
+		switch {
+		case !c.Running(n.Slot):
+			problems = append(problems, n.Name+" is not running")
+		case c.Paused(n.Slot):
+			problems = append(problems, n.Name+" is paused")
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	v := c.Observe(ctx)
+	if v.Leader == 0 {
+		return ErrNoLeader
+	}
+	r, err := c.Ready(ctx, v.Leader)
+	if err != nil || !r.Ready || !r.Leader {
+		return fmt.Errorf("%w: %s is not the ready leader yet (%v)", ErrNoLeader, c.nodes[v.Leader-1].Name, err)
+	}
+	leaderID := c.ID(v.Leader)
+	for _, n := range c.nodes {
+		st := v.Statuses[n.Slot]
+		if st == nil {
+			problems = append(problems, n.Name+" does not answer Status")
+		} else if st.GetLeader().GetId() != leaderID {
+			problems = append(problems, fmt.Sprintf("%s sees leader %q, not %q", n.Name, st.GetLeader().GetId(), leaderID))
+		}
+	}
+	ms, err := c.Members(ctx)
+	if err != nil {
+		return err
+	}
+	var voters, want []string
+	for _, m := range ms {
+		if m.GetSuffrage() == adminpb.Suffrage_SUFFRAGE_VOTER {
+			voters = append(voters, m.GetId())
+		}
+	}
+	for _, n := range c.nodes {
+		want = append(want, c.ID(n.Slot))
+	}
+	sort.Strings(voters)
+	sort.Strings(want)
+	if !slices.Equal(voters, want) {
+		problems = append(problems, fmt.Sprintf("voters are %v, want %v", voters, want))
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Strays returns the running, unpaused replicas that do not follow the
+// leader most replicas see (or do not answer Status), when there is one.
+func (c *Cluster) Strays(ctx context.Context) []int {
+	v := c.Observe(ctx)
+	if v.Leader == 0 {
+		return nil
+	}
+	leaderID := c.ID(v.Leader)
+	var out []int
+	for _, n := range c.nodes {
+		if !c.Running(n.Slot) || c.Paused(n.Slot) || n.Slot == v.Leader {
+			continue
+		}
+		if st := v.Statuses[n.Slot]; st == nil || st.GetLeader().GetId() != leaderID {
+			out = append(out, n.Slot)
+		}
+	}
+	return out
+}
+
+// WaitHealthy polls Health until it passes or ctx ends.
+func (c *Cluster) WaitHealthy(ctx context.Context) error {
+	for {
+		err := c.Health(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster not healthy: %w", err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
