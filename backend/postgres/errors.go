@@ -11,6 +11,7 @@ import (
 // SQLSTATEs the backend reacts to.
 const (
 	codeSerializationFailure  = "40001" // aborted, nothing written: retry
+	codeDeadlockDetected      = "40P01" // the deadlock victim rolled back: retry
 	codeAmbiguousResult       = "40003" // CockroachDB: may have committed
 	codeUniqueViolation       = "23505" // another writer took the key first
 	codeUndefinedTable        = "42P01" // the table vanished: recreate it

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -80,10 +82,15 @@ func (b *Backend) CompareAndSetMulti(ctx context.Context, ops []backend.CASOp) (
 	if len(ops) == 0 {
 		return []bool{}, nil
 	}
-	shards := make([]string, len(ops))
-	seqs := make([]int64, len(ops))
-	datas := make([][]byte, len(ops))
-	for i, op := range ops {
+	// Rows go in shard order, so concurrent multi-row inserts take their
+	// index locks in one order and do not deadlock each other (40P01);
+	// results are matched by shard, not position.
+	sorted := slices.Clone(ops)
+	slices.SortFunc(sorted, func(a, b backend.CASOp) int { return strings.Compare(a.Shard, b.Shard) })
+	shards := make([]string, len(sorted))
+	seqs := make([]int64, len(sorted))
+	datas := make([][]byte, len(sorted))
+	for i, op := range sorted {
 		shards[i], seqs[i], datas[i] = op.Shard, int64(op.New.SeqNo), nonNil(op.New.Data)
 	}
 	var committed map[string]bool
@@ -286,8 +293,9 @@ func (s *shared) write(ctx context.Context, op string, run func(ctx context.Cont
 //     retry once;
 //   - 0A000 "cached plan must not change result type": retry once (pgx has
 //     dropped the stale prepared statement);
-//   - 40001 (and 23505 on a multi-row insert): retry with backoff, at most
-//     maxAbortRetries times, then a determinate ErrRetryable.
+//   - 40001, 40P01 (a deadlock victim) and 23505 on a multi-row insert:
+//     retry with backoff, at most maxAbortRetries times, then a determinate
+//     ErrRetryable.
 //
 // All three are server ERRORs, which roll the implicit transaction back.
 func (s *shared) withRecovery(ctx context.Context, op string, attempt func(ctx context.Context) error) error {
@@ -309,7 +317,7 @@ func (s *shared) withRecovery(ctx context.Context, op string, attempt func(ctx c
 		case !replanned && isCachedPlanChanged(err):
 			replanned = true
 			s.logger.Debug("postgres: cached plan changed, retrying", "op", op)
-		case code == codeSerializationFailure || code == codeUniqueViolation:
+		case code == codeSerializationFailure || code == codeDeadlockDetected || code == codeUniqueViolation:
 			aborts++
 			if aborts > maxAbortRetries {
 				return backend.NewDeterminate(s.redact(fmt.Errorf("postgres: %s: %w: gave up after %d aborts: %w", op, backend.ErrRetryable, aborts, err)))
