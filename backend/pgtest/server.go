@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/hacommit/committer/internal/freeport"
 )
 
 // Options configures Start. The zero value is a server on 127.0.0.1, on a
@@ -287,8 +289,8 @@ func (s *Server) startLocked(ctx context.Context, pickPort bool) error {
 	var err error
 	for i := 0; i < attempts; i++ {
 		if pickPort {
-			if s.port, err = freePort(s.addr); err != nil {
-				return err
+			if s.port, err = freeport.Port(s.addr); err != nil {
+				return fmt.Errorf("pgtest: %w", err)
 			}
 		}
 		var p *process
@@ -419,16 +421,6 @@ func (s *Server) removeDir() {
 	if err := os.RemoveAll(s.root); err != nil {
 		s.logger.Warn("pgtest: remove dir", "dir", s.root, "err", err)
 	}
-}
-
-// freePort asks the kernel for a port that is free right now.
-func freePort(addr string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("pgtest: find a free port on %s: %w", addr, err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // tail returns up to n bytes from the end of a file, for error reports.

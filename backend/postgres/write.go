@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/hacommit/committer/backend"
+	"github.com/hacommit/committer/internal/backoff"
 )
 
 // Serialization failures (40001) abort a transaction before it takes effect,
@@ -322,33 +322,12 @@ func (s *shared) withRecovery(ctx context.Context, op string, attempt func(ctx c
 			if aborts > maxAbortRetries {
 				return backend.NewDeterminate(s.redact(fmt.Errorf("postgres: %s: %w: gave up after %d aborts: %w", op, backend.ErrRetryable, aborts, err)))
 			}
-			if !sleepCtx(ctx, abortBackoff(aborts)) {
+			if !backoff.Sleep(ctx, backoff.Policy{Initial: retryBaseDelay, Max: retryMaxDelay}.Delay(aborts)) {
 				return backend.NewDeterminate(s.redact(fmt.Errorf("postgres: %s: %w: %w (last abort: %v)", op, backend.ErrRetryable, ctx.Err(), err)))
 			}
 		default:
 			return err
 		}
-	}
-}
-
-// abortBackoff is a random delay in [d/2, d] with d doubling per abort.
-func abortBackoff(aborts int) time.Duration {
-	d := retryBaseDelay << min(aborts-1, 16)
-	if d > retryMaxDelay {
-		d = retryMaxDelay
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleepCtx sleeps for d unless ctx ends first; it reports whether it slept.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

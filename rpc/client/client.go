@@ -4,19 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/hacommit/committer/backend"
+	"github.com/hacommit/committer/internal/backoff"
 	pb "github.com/hacommit/committer/rpc/consensuspb"
 	"github.com/hacommit/committer/rpc/wire"
 )
@@ -131,7 +131,7 @@ func (c *Client) dialLocked(addr string) (*grpc.ClientConn, error) {
 		// which calls to a restarted replica fail fast; a replica set wants
 		// its members back within seconds.
 		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+			Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
 			MinConnectTimeout: 5 * time.Second,
 		}),
 	}
@@ -314,24 +314,11 @@ func retryable(err error, kind callKind) bool {
 }
 
 // pause sleeps before attempt (exponential backoff with jitter) and reports
-// whether there is still time for it.
+// whether there is still time for it: a pause that would outlast the
+// deadline is skipped, since no attempt could follow it.
 func (c *Client) pause(ctx context.Context, attempt int) bool {
-	d := c.cfg.initialBackoff << min(attempt-1, 20)
-	if d > c.cfg.maxBackoff || d <= 0 {
-		d = c.cfg.maxBackoff
-	}
-	d = d/2 + rand.N(d/2+1)
-	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= d {
-		return false
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	p := backoff.Policy{Initial: c.cfg.initialBackoff, Max: c.cfg.maxBackoff}
+	return backoff.SleepWithin(ctx, p.Delay(attempt))
 }
 
 // result returns the error a response carries: its operation error, or an

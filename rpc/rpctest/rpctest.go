@@ -11,6 +11,7 @@ import (
 
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/backend/bolt"
+	"github.com/hacommit/committer/internal/freeport"
 	"github.com/hacommit/committer/rpc/client"
 	"github.com/hacommit/committer/rpc/server"
 )
@@ -113,13 +114,9 @@ func Dial(t testing.TB, endpoints []string, opts ...client.Option) *client.Clien
 // refused.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := freeport.Addrs("127.0.0.1", 1)
 	if err != nil {
-		t.Fatalf("rpctest: listen: %v", err)
+		t.Fatalf("rpctest: %v", err)
 	}
-	addr := lis.Addr().String()
-	if err := lis.Close(); err != nil {
-		t.Fatalf("rpctest: close listener: %v", err)
-	}
-	return addr
+	return addrs[0]
 }
