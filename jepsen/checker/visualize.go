@@ -14,14 +14,11 @@ import (
 // of a long run stays small enough for a browser.
 const maxSampleOps = 2000
 
-// faultColors are the background colors of fault annotations, by kind in
-// order of first appearance.
-var faultColors = []string{"#f4b6b6", "#b6d7f4", "#c9f4b6", "#f4e2b6", "#dcb6f4", "#b6f4ec", "#f4b6e3", "#d9d9d9"}
-
 // WriteVisualization writes porcupine's HTML visualization to path: the
 // non-linearizable keys if there are any, otherwise every key if the history
 // is small, or else the smallest keys up to a bounded number of operations.
-// Fault windows appear as annotation rows, one per fault kind.
+// Fault windows appear as annotation rows, one per fault kind, tinted with
+// the kind's FaultColors colour as in the timeline.
 func (r *Result) WriteVisualization(path string) error {
 	timeout := r.timeout
 	if timeout == 0 {
@@ -94,14 +91,9 @@ func (r *Result) visualizedKeys() []keyHistory {
 }
 
 func faultAnnotations(faults []Fault) []porcupine.Annotation {
-	colors := make(map[string]string)
+	_, colors := FaultColors(faults)
 	out := make([]porcupine.Annotation, 0, len(faults))
 	for _, f := range faults {
-		color, ok := colors[f.Kind]
-		if !ok {
-			color = faultColors[len(colors)%len(faultColors)]
-			colors[f.Kind] = color
-		}
 		desc := f.Kind
 		if len(f.Targets) > 0 {
 			desc += " " + strings.Join(f.Targets, ",")
@@ -116,7 +108,7 @@ func faultAnnotations(faults []Fault) []porcupine.Annotation {
 			End:             f.End,
 			Description:     desc,
 			Details:         fmt.Sprintf("%s from %s to %s", desc, seconds(f.Start), end),
-			BackgroundColor: color,
+			BackgroundColor: backgroundTint(colors[f.Kind]),
 		})
 	}
 	return out

@@ -71,46 +71,6 @@ func timeSeries(events []history.Event, span time.Duration) series {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// faultPalette colors the fault kinds the nemeses inject; other kinds take
-// the spare colors in order of appearance.
-var faultPalette = map[string]color.NRGBA{
-	"kill":       {R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
-	"pause":      {R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
-	"partition":  {R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
-	"loss":       {R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
-	"slow":       {R: 0x8c, G: 0x56, B: 0x4b, A: 0xff},
-	"membership": {R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
-	"transfer":   {R: 0x17, G: 0xbe, B: 0xcf, A: 0xff},
-	"backend":    {R: 0xbc, G: 0xbd, B: 0x22, A: 0xff},
-}
-
-var spareFaultColors = []color.NRGBA{
-	{R: 0xe3, G: 0x77, B: 0xc2, A: 0xff},
-	{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff},
-	{R: 0x39, G: 0x3b, B: 0x79, A: 0xff},
-	{R: 0x63, G: 0x79, B: 0x39, A: 0xff},
-}
-
-// faultKinds lists the kinds in order of first appearance with their colors.
-func faultKinds(faults []checker.Fault) ([]string, map[string]color.NRGBA) {
-	var kinds []string
-	colors := make(map[string]color.NRGBA)
-	spare := 0
-	for _, f := range faults {
-		if _, ok := colors[f.Kind]; ok {
-			continue
-		}
-		kinds = append(kinds, f.Kind)
-		c, ok := faultPalette[f.Kind]
-		if !ok {
-			c = spareFaultColors[spare%len(spareFaultColors)]
-			spare++
-		}
-		colors[f.Kind] = c
-	}
-	return kinds, colors
-}
-
 func withAlpha(c color.NRGBA, a uint8) color.NRGBA {
 	c.A = a
 	return c
@@ -177,7 +137,7 @@ func seconds(ns int64) float64 { return float64(ns) / float64(time.Second) }
 // fault kind. Fault windows are shaded behind the first two panels.
 func writeTimeline(w io.Writer, s Summary, events []history.Event, faults []checker.Fault) error {
 	ts := timeSeries(events, s.Span)
-	kinds, colors := faultKinds(faults)
+	kinds, colors := checker.FaultColors(faults)
 	spanSec := math.Max(s.Span.Seconds(), 1)
 	shading := faultShading{faults: faults, colors: colors}
 
