@@ -6,40 +6,34 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/backend/bolt"
 	"github.com/hacommit/committer/backend/conformance"
 	"github.com/hacommit/committer/cluster"
-	"github.com/hacommit/committer/rpc/adminserver"
+	"github.com/hacommit/committer/cluster/embed"
+	"github.com/hacommit/committer/fsm"
+	"github.com/hacommit/committer/internal/freeport"
 	"github.com/hacommit/committer/rpc/client"
-	"github.com/hacommit/committer/rpc/server"
 )
 
-// node is one in-process replica with its gRPC server on real TCP.
+// node is one in-process replica, assembled as `committer serve` assembles
+// it, with its gRPC server on real TCP.
 type node struct {
 	id       string
 	replica  *cluster.Replica
-	srv      *server.Server
+	srv      *embed.Server
 	grpcAddr string
 	raftAddr string
 	dataDir  string
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -52,21 +46,25 @@ type testCluster struct {
 
 // startCluster bootstraps n replicas sharing one bolt store (one process, so
 // the embedded backend can be shared as in `committer dev`).
-func startCluster(t *testing.T, n int, opts ...func(*cluster.Config)) *testCluster {
+func startCluster(t *testing.T, n int, opts ...func(*embed.Config)) *testCluster {
 	t.Helper()
 	store, err := bolt.Open(filepath.Join(t.TempDir(), "data.db"), bolt.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tc := &testCluster{t: t, store: store}
+	raftAddrs, err := freeport.Addrs("127.0.0.1", n)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var peers []cluster.Peer
 	for i := range n {
-		nd := &node{id: fmt.Sprintf("r%d", i+1), raftAddr: freeAddr(t), dataDir: t.TempDir()}
+		nd := &node{id: fmt.Sprintf("r%d", i+1), raftAddr: raftAddrs[i], dataDir: t.TempDir()}
 		peers = append(peers, cluster.Peer{ID: nd.id, RaftAddr: nd.raftAddr})
 		tc.nodes = append(tc.nodes, nd)
 	}
 	for _, nd := range tc.nodes {
-		cfg := cluster.Config{ID: nd.id, DataDir: nd.dataDir, RaftBind: nd.raftAddr, Backend: store, BootstrapExpect: n, Peers: peers, Logger: quiet()}
+		cfg := embed.Config{ID: nd.id, DataDir: nd.dataDir, RaftAddr: nd.raftAddr, BootstrapExpect: n, Peers: peers}
 		for _, o := range opts {
 			o(&cfg)
 		}
@@ -81,36 +79,27 @@ func startCluster(t *testing.T, n int, opts ...func(*cluster.Config)) *testClust
 	return tc
 }
 
-func (tc *testCluster) start(nd *node, cfg cluster.Config) {
+// start runs nd on a fresh gRPC port with cfg over the cluster's store.
+func (tc *testCluster) start(nd *node, cfg embed.Config) {
 	t := tc.t
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	cfg.GRPCAddr = "127.0.0.1:0"
+	cfg.Backend = tc.store
+	cfg.Logger = quiet()
+	srv, err := embed.Start(cfg)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("start %s: %v", nd.id, err)
 	}
-	nd.grpcAddr = lis.Addr().String()
-	cfg.GRPCAddr = nd.grpcAddr
-	rep, err := cluster.Open(cfg)
-	if err != nil {
-		lis.Close()
-		t.Fatalf("open %s: %v", nd.id, err)
-	}
-	nd.replica = rep
-	nd.srv = server.New(rep, server.Config{Logger: quiet()})
-	adminserver.Register(nd.srv.GRPC(), rep)
-	go nd.srv.Serve(lis)
+	nd.srv, nd.replica, nd.grpcAddr = srv, srv.Replica(), srv.GRPCAddr()
 }
 
 func (tc *testCluster) stop(nd *node) {
-	if nd.replica == nil {
+	if nd.srv == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	nd.srv.Shutdown(ctx)
-	if err := nd.replica.Close(); err != nil {
-		tc.t.Logf("close %s: %v", nd.id, err)
+	if err := nd.srv.Shutdown(5 * time.Second); err != nil {
+		tc.t.Logf("stop %s: %v", nd.id, err)
 	}
-	nd.replica = nil
+	nd.srv, nd.replica = nil, nil
 }
 
 // leader waits for exactly one ready leader and returns it.
@@ -222,7 +211,7 @@ func TestFSMSurvivesSnapshotAndRestart(t *testing.T) {
 	// Restart the follower on its data dir: the FSM comes back from the
 	// snapshot (and the log after it) with the same members and epochs.
 	tc.stop(f)
-	tc.start(f, cluster.Config{ID: f.id, DataDir: f.dataDir, RaftBind: f.raftAddr, Backend: tc.store, Logger: quiet()})
+	tc.start(f, embed.Config{ID: f.id, DataDir: f.dataDir, RaftAddr: f.raftAddr})
 	deadline = time.Now().Add(10 * time.Second)
 	for {
 		got := f.replica.FSMState()
@@ -249,7 +238,7 @@ func TestFSMSurvivesSnapshotAndRestart(t *testing.T) {
 // With --unsafe-skip-fence a leader serves without fencing: the stored epoch
 // stays 0 and writes go through unbound.
 func TestUnsafeSkipFenceServesUnfenced(t *testing.T) {
-	tc := startCluster(t, 1, func(c *cluster.Config) { c.UnsafeSkipFence = true })
+	tc := startCluster(t, 1, func(c *embed.Config) { c.UnsafeSkipFence = true })
 	c := dial(t, tc.leader().grpcAddr)
 	if ok, err := c.CompareAndSet(t.Context(), "k", backend.VersionedData{SeqNo: 0, Data: []byte("a")}); !ok || err != nil {
 		t.Fatalf("cas = %v, %v", ok, err)
@@ -297,5 +286,40 @@ func TestFencedWriteStepsTheLeaderDown(t *testing.T) {
 	}
 	if v, err := tc.store.Head(t.Context(), "k"); err != nil || v.SeqNo != 0 {
 		t.Fatalf("head = %+v, %v; the fenced write must not land", v, err)
+	}
+}
+
+// Admin calls take the same forwarder as data calls: through a follower they
+// run on the leader, the leader's answer comes back as it was given, and a
+// forwarded call that lands on a follower is refused, determinate, instead of
+// taking a second hop.
+func TestAdminCallsTakeTheForwarder(t *testing.T) {
+	tc := startCluster(t, 3)
+	l, f := tc.leader(), tc.follower()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+
+	_, err := f.replica.AddVoter(cluster.MarkForwardedIncoming(ctx), fsm.Member{ID: "r9", RaftAddr: "127.0.0.1:1"})
+	if !errors.Is(err, backend.ErrNotLeader) || !backend.IsDeterminate(err) {
+		t.Fatalf("forwarded AddVoter on a follower: %v, want a determinate ErrNotLeader", err)
+	}
+
+	m, _, err := f.replica.TransferLeadership(ctx, f.id)
+	if err != nil || m.ID != f.id {
+		t.Fatalf("transfer to %s through itself as a follower = %+v, %v", f.id, m, err)
+	}
+	if got := tc.leader(); got != f {
+		t.Fatalf("ready leader %s after the transfer, want %s", got.id, f.id)
+	}
+
+	// l is a follower now: its RemoveServer runs on f, whose refusal of an
+	// unknown member comes back as the admin service's NotFound.
+	_, err = l.replica.RemoveServer(ctx, "nobody")
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("RemoveServer(nobody) through a follower: %v, want NotFound from the leader", err)
+	}
+	members, _, err := l.replica.Members()
+	if err != nil || len(members) != 3 {
+		t.Fatalf("members after the calls = %+v, %v; want the three replicas", members, err)
 	}
 }

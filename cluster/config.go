@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"google.golang.org/grpc"
-
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/cluster/cache"
 	"github.com/hacommit/committer/metrics"
@@ -115,9 +113,9 @@ type Config struct {
 	// It exists only so the correctness harness can prove it catches the
 	// resulting anomalies; never set it in production.
 	UnsafeSkipFence bool
-	// PeerDialOptions are used for gRPC connections to other replicas
-	// (forwarding and membership calls), e.g. transport credentials.
-	PeerDialOptions []grpc.DialOption
+	// PeerDialer connects to other replicas for forwarding and membership
+	// calls (package rpc/peer over gRPC). The replica owns it and closes it.
+	PeerDialer PeerDialer
 	// Metrics, if set, receives the cluster's metrics (Raft state and term,
 	// leadership changes, fence events, readiness, forwards, the cache).
 	Metrics *metrics.Metrics
@@ -141,6 +139,9 @@ func (c *Config) validate() error {
 	}
 	if c.Backend == nil {
 		errs = append(errs, errors.New("backend is required"))
+	}
+	if c.PeerDialer == nil {
+		errs = append(errs, errors.New("a peer dialer is required"))
 	}
 	if c.BootstrapExpect < 0 {
 		errs = append(errs, errors.New("bootstrap-expect must not be negative"))

@@ -10,15 +10,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/hacommit/committer/fsm"
-	"github.com/hacommit/committer/rpc/adminpb"
 )
-
-// ErrNoLeader: a membership call found no leader to run on before its
-// deadline.
-var ErrNoLeader = errors.New("no leader known")
 
 // MemberStatus is a member as seen from the answering replica.
 type MemberStatus struct {
@@ -110,15 +104,14 @@ func (r *Replica) probeMembers(ctx context.Context, members []MemberStatus) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			peer, err := r.peers.get(m.GRPCAddr)
+			peer, err := r.peers.Dial(m.GRPCAddr)
 			if err != nil {
 				return
 			}
 			pctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
-			resp, err := peer.admin.Status(pctx, &adminpb.StatusRequest{})
-			if err == nil && resp.GetLastLeaderContact() != nil {
-				m.LastContact = resp.GetLastLeaderContact().AsDuration()
+			if d, err := peer.LastLeaderContact(pctx); err == nil {
+				m.LastContact = d
 			}
 		}()
 	}
@@ -153,18 +146,24 @@ func (r *Replica) Members() ([]MemberStatus, uint64, error) {
 // AddVoter adds m as a voter, or updates its addresses if it is a member.
 // On a follower the call runs on the leader.
 func (r *Replica) AddVoter(ctx context.Context, m fsm.Member) (uint64, error) {
+	return r.addVoter(ctx, m, nil)
+}
+
+// addVoter is AddVoter, sent to one of via while no leader is known.
+func (r *Replica) addVoter(ctx context.Context, m fsm.Member, via []string) (index uint64, err error) {
 	if m.ID == "" || m.RaftAddr == "" {
 		return 0, fmt.Errorf("%w: a voter needs an id and a raft address", ErrInvalidMember)
 	}
-	if r.raft.State() != raft.Leader {
-		resp, err := r.onLeader(ctx, func(ctx context.Context, c adminpb.AdminClient) (any, error) {
-			return c.AddVoter(ctx, &adminpb.AddVoterRequest{Id: m.ID, RaftAddr: m.RaftAddr, GrpcAddr: m.GRPCAddr, HttpAddr: m.HTTPAddr})
-		})
-		if err != nil {
-			return 0, err
-		}
-		return resp.(*adminpb.AddVoterResponse).GetIndex(), nil
-	}
+	err = r.forward(ctx, request{
+		op:     "add_voter",
+		local:  r.onRaftLeader(func(context.Context) (err error) { index, err = r.addVoterHere(m); return err }),
+		remote: func(ctx context.Context, p PeerClient) (err error) { index, err = p.AddVoter(ctx, m); return err },
+		via:    via,
+	})
+	return index, err
+}
+
+func (r *Replica) addVoterHere(m fsm.Member) (uint64, error) {
 	cfg := r.raft.GetConfiguration()
 	if err := cfg.Error(); err != nil {
 		return 0, err
@@ -201,19 +200,19 @@ var ErrInvalidMember = errors.New("invalid member")
 var ErrUnknownMember = errors.New("unknown member")
 
 // RemoveServer removes a member; removing the leader makes it step down.
-func (r *Replica) RemoveServer(ctx context.Context, id string) (uint64, error) {
+func (r *Replica) RemoveServer(ctx context.Context, id string) (index uint64, err error) {
 	if id == "" {
 		return 0, fmt.Errorf("%w: an id is required", ErrInvalidMember)
 	}
-	if r.raft.State() != raft.Leader {
-		resp, err := r.onLeader(ctx, func(ctx context.Context, c adminpb.AdminClient) (any, error) {
-			return c.RemoveServer(ctx, &adminpb.RemoveServerRequest{Id: id})
-		})
-		if err != nil {
-			return 0, err
-		}
-		return resp.(*adminpb.RemoveServerResponse).GetIndex(), nil
-	}
+	err = r.forward(ctx, request{
+		op:     "remove_server",
+		local:  r.onRaftLeader(func(ctx context.Context) (err error) { index, err = r.removeServerHere(ctx, id); return err }),
+		remote: func(ctx context.Context, p PeerClient) (err error) { index, err = p.RemoveServer(ctx, id); return err },
+	})
+	return index, err
+}
+
+func (r *Replica) removeServerHere(ctx context.Context, id string) (uint64, error) {
 	members, _, err := r.Members()
 	if err != nil {
 		return 0, err
@@ -274,15 +273,8 @@ func (r *Replica) handOffAndRemove(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("leadership transfer: %w", err)
 	}
 	// This is a new request of this replica's own, not a second hop of the
-	// one it is serving: drop the incoming forwarding mark.
-	ctx = metadata.NewIncomingContext(ctx, metadata.MD{})
-	resp, err := r.onLeader(ctx, func(ctx context.Context, c adminpb.AdminClient) (any, error) {
-		return c.RemoveServer(ctx, &adminpb.RemoveServerRequest{Id: r.cfg.ID})
-	})
-	if err != nil {
-		return 0, err
-	}
-	return resp.(*adminpb.RemoveServerResponse).GetIndex(), nil
+	// one it is serving.
+	return r.RemoveServer(ownRequest(ctx), r.cfg.ID)
 }
 
 // removeSelf removes the leader itself. It forgets its own addresses first,
@@ -307,18 +299,22 @@ func (r *Replica) removeSelf() (uint64, error) {
 
 // TransferLeadership hands leadership to target, or to the most up-to-date
 // voter when target is empty, and returns the new leader once known.
-func (r *Replica) TransferLeadership(ctx context.Context, target string) (fsm.Member, uint64, error) {
-	if r.raft.State() != raft.Leader {
-		resp, err := r.onLeader(ctx, func(ctx context.Context, c adminpb.AdminClient) (any, error) {
-			return c.TransferLeadership(ctx, &adminpb.TransferLeadershipRequest{TargetId: target})
-		})
-		if err != nil {
-			return fsm.Member{}, 0, err
-		}
-		tr := resp.(*adminpb.TransferLeadershipResponse)
-		l := tr.GetLeader()
-		return fsm.Member{ID: l.GetId(), RaftAddr: l.GetRaftAddr(), GRPCAddr: l.GetGrpcAddr(), HTTPAddr: l.GetHttpAddr()}, tr.GetTerm(), nil
-	}
+func (r *Replica) TransferLeadership(ctx context.Context, target string) (leader fsm.Member, term uint64, err error) {
+	err = r.forward(ctx, request{
+		op: "transfer_leadership",
+		local: r.onRaftLeader(func(ctx context.Context) (err error) {
+			leader, term, err = r.transferHere(ctx, target)
+			return err
+		}),
+		remote: func(ctx context.Context, p PeerClient) (err error) {
+			leader, term, err = p.TransferLeadership(ctx, target)
+			return err
+		},
+	})
+	return leader, term, err
+}
+
+func (r *Replica) transferHere(ctx context.Context, target string) (fsm.Member, uint64, error) {
 	var f raft.Future
 	if target == "" {
 		f = r.raft.LeadershipTransfer()
@@ -360,32 +356,6 @@ func (r *Replica) kickLifecycle() {
 	select {
 	case r.kick <- struct{}{}:
 	default:
-	}
-}
-
-// onLeader runs an admin call on the leader, holding through an election
-// until ctx ends.
-func (r *Replica) onLeader(ctx context.Context, call func(context.Context, adminpb.AdminClient) (any, error)) (any, error) {
-	if isForwarded(ctx) {
-		addr, id := r.leaderGRPC()
-		return nil, fmt.Errorf("%w: this replica is not the leader (leader %s at %s)", ErrNoLeader, id, addr)
-	}
-	for {
-		if addr, _ := r.leaderGRPC(); addr != "" && addr != r.cfg.GRPCAddr {
-			peer, err := r.peers.get(addr)
-			if err != nil {
-				return nil, err
-			}
-			return call(markForwarded(ctx), peer.admin)
-		}
-		if r.isRemoved() {
-			return nil, fmt.Errorf("%w: this replica was removed from the cluster", ErrNoLeader)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())
-		case <-time.After(retryPause):
-		}
 	}
 }
 
@@ -446,36 +416,15 @@ func (r *Replica) isRemoved() bool {
 }
 
 func (r *Replica) register(ctx context.Context, self fsm.Member) error {
-	if r.raft.State() == raft.Leader {
-		_, err := r.AddVoter(ctx, self)
+	if _, err := r.addVoter(ctx, self, r.cfg.Join); err != nil {
 		return err
 	}
-	targets := r.cfg.Join
-	if addr, _ := r.leaderGRPC(); addr != "" {
-		targets = append([]string{addr}, targets...)
-	}
-	var errs []error
-	for _, t := range targets {
-		if t == r.cfg.GRPCAddr {
-			continue
-		}
-		peer, err := r.peers.get(t)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		_, err = peer.admin.AddVoter(ctx, &adminpb.AddVoterRequest{Id: self.ID, RaftAddr: self.RaftAddr, GrpcAddr: self.GRPCAddr, HttpAddr: self.HTTPAddr})
-		if err == nil {
-			r.log.Info("registered with the cluster", "via", t)
-			return nil
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", t, err))
-	}
-	if len(errs) == 0 {
-		return ErrNoLeader
-	}
-	return errors.Join(errs...)
+	r.log.Info("registered with the cluster")
+	return nil
 }
 
 // IsLeader reports whether Raft says this replica leads (ready or not).
 func (r *Replica) IsLeader() bool { return r.raft.State() == raft.Leader }
+
+// ReadConsistency returns how this replica serves reads.
+func (r *Replica) ReadConsistency() ReadConsistency { return r.cfg.ReadConsistency }

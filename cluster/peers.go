@@ -2,74 +2,43 @@ package cluster
 
 import (
 	"context"
-	"net"
-	"sync"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"time"
 
 	"github.com/hacommit/committer/backend"
-	"github.com/hacommit/committer/rpc/adminpb"
-	"github.com/hacommit/committer/rpc/client"
-	"github.com/hacommit/committer/rpc/wire"
+	"github.com/hacommit/committer/fsm"
 )
 
-// peerPool keeps one gRPC connection per peer address, shared by forwarding
-// and membership calls, and closed with the replica.
-type peerPool struct {
-	dialOpts []grpc.DialOption
-
-	mu    sync.Mutex
-	conns map[string]*peerConn
+// PeerClient is a connection to another replica: the calls the forwarder and the
+// membership code make on it. Package rpc/peer implements it over gRPC; it is
+// defined here, where it is used, so that this package depends on no
+// generated service stubs.
+//
+// Its errors follow the forwarder's determinacy rules (docs/architecture.md
+// §7): a call that never left this replica, or that the peer refused before
+// acting because it does not lead, fails with a determinate error matching
+// backend.ErrUnavailable or backend.ErrNotLeader; any other failure is
+// returned as the peer reported it, and a consensus write whose call broke
+// after it was sent is indeterminate.
+type PeerClient interface {
+	backend.Consensus
+	// AddVoter adds m as a voter, or updates its addresses, and returns the
+	// configuration index.
+	AddVoter(ctx context.Context, m fsm.Member) (uint64, error)
+	// RemoveServer removes a member and returns the configuration index.
+	RemoveServer(ctx context.Context, id string) (uint64, error)
+	// TransferLeadership hands leadership to target (any voter when empty)
+	// and returns the new leader and its term.
+	TransferLeadership(ctx context.Context, target string) (fsm.Member, uint64, error)
+	// LastLeaderContact is how long ago the peer last heard from the
+	// leader, as the peer itself reports; negative when it does not know.
+	LastLeaderContact(ctx context.Context) (time.Duration, error)
 }
 
-type peerConn struct {
-	cc        *grpc.ClientConn
-	consensus backend.Consensus
-	admin     adminpb.AdminClient
-}
-
-// newPeerPool uses opts for every peer connection; without any, peers are
-// dialed in plaintext, like the client port they serve on. When the replica
-// advertises an IP address, outbound dials are bound to it, so that peers
-// and packet filters see one stable source address per replica (as Raft's
-// stream layer does).
-func newPeerPool(opts []grpc.DialOption, advertised string) *peerPool {
-	if len(opts) == 0 {
-		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	}
-	if host, _, err := net.SplitHostPort(advertised); err == nil {
-		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}
-			opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-				return d.DialContext(ctx, "tcp", addr)
-			}))
-		}
-	}
-	return &peerPool{dialOpts: opts, conns: map[string]*peerConn{}}
-}
-
-func (p *peerPool) get(addr string) (*peerConn, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if pc, ok := p.conns[addr]; ok {
-		return pc, nil
-	}
-	// NewClient does not dial; connection errors surface on the first call.
-	cc, err := grpc.NewClient(addr, append(wire.DialOptions(), p.dialOpts...)...)
-	if err != nil {
-		return nil, err
-	}
-	pc := &peerConn{cc: cc, consensus: client.FromConn(cc), admin: adminpb.NewAdminClient(cc)}
-	p.conns[addr] = pc
-	return pc, nil
-}
-
-func (p *peerPool) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for addr, pc := range p.conns {
-		pc.cc.Close()
-		delete(p.conns, addr)
-	}
+// PeerDialer hands out connections to other replicas by gRPC address. A
+// Replica owns the dialer it is given and closes it on Close.
+type PeerDialer interface {
+	// Dial returns a connection to addr. It does not wait for the network:
+	// connection failures surface on the first call.
+	Dial(addr string) (PeerClient, error)
+	Close() error
 }

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/hacommit/committer/cluster/cache"
 	"github.com/hacommit/committer/cluster/readgate"
 	"github.com/hacommit/committer/fsm"
+	"github.com/hacommit/committer/internal/hclogslog"
 	"github.com/hacommit/committer/metrics"
 )
 
@@ -45,7 +45,7 @@ type Replica struct {
 	transport *raft.NetworkTransport
 	stores    *raftboltdb.BoltStore
 	gate      *readgate.Gate
-	peers     *peerPool
+	peers     PeerDialer
 
 	notifyCh chan bool
 	kick     chan struct{} // capacity 1: a pending re-evaluation of leadership
@@ -78,6 +78,9 @@ type Replica struct {
 // configuration and existing state say, and the leader lifecycle.
 func Open(cfg Config) (*Replica, error) {
 	if err := cfg.validate(); err != nil {
+		if cfg.PeerDialer != nil {
+			cfg.PeerDialer.Close() // owned by the replica, even one that never opened
+		}
 		return nil, err
 	}
 	if cfg.ReadConsistency == "" {
@@ -99,12 +102,12 @@ func Open(cfg Config) (*Replica, error) {
 		readyCh:  make(chan struct{}),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.peers = newPeerPool(cfg.PeerDialOptions, cfg.GRPCAddr)
+	r.peers = cfg.PeerDialer
 	r.gate = readgate.New(r.verifyLeader)
 
 	if err := r.startRaft(); err != nil {
 		r.cancel()
-		r.peers.close()
+		r.peers.Close()
 		return nil, err
 	}
 	if cfg.Metrics != nil {
@@ -128,11 +131,9 @@ func (r *Replica) startRaft() (err error) {
 			stores.Close()
 		}
 	}()
-	hlog := hclog.New(&hclog.LoggerOptions{
-		Name:   "raft",
-		Level:  hclog.Warn,
-		Output: os.Stderr,
-	}).With("replica", r.cfg.ID)
+	// Raft's own lines go through the replica's logger, so they obey its
+	// level and format (JSON stays JSON).
+	hlog := hclogslog.New(r.log, "raft")
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(r.cfg.DataDir, 3, hlog)
 	if err != nil {
 		return fmt.Errorf("raft snapshots: %w", err)
@@ -204,7 +205,7 @@ func (r *Replica) startRaft() (err error) {
 }
 
 // consumeNotifications drains Raft's NotifyCh at once, so Raft never blocks
-// on it, and never calls back into Raft (DESIGN-NOTES §7).
+// on it, and never calls back into Raft (docs/architecture.md §8).
 func (r *Replica) consumeNotifications() {
 	defer r.wg.Done()
 	for {
@@ -385,6 +386,12 @@ func (r *Replica) cacheStats() (metrics.CacheStats, bool) {
 	return metrics.FromCache(lt.term, lt.cache.Stats()), true
 }
 
+func (r *Replica) transferAwayIfLeader() {
+	if r.raft.State() == raft.Leader {
+		r.transferAway()
+	}
+}
+
 // transferAway hands leadership to another voter without waiting; used when
 // this replica cannot serve (fenced by a later epoch).
 func (r *Replica) transferAway() {
@@ -423,8 +430,7 @@ func (r *Replica) Close() error {
 	r.cancel()
 	err := r.raft.Shutdown().Error()
 	r.wg.Wait()
-	r.peers.close()
-	return errors.Join(err, r.transport.Close(), r.stores.Close())
+	return errors.Join(err, r.peers.Close(), r.transport.Close(), r.stores.Close())
 }
 
 func (r *Replica) voterCount() int {

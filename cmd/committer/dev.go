@@ -16,6 +16,7 @@ import (
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/backend/bolt"
 	"github.com/hacommit/committer/cluster"
+	"github.com/hacommit/committer/cluster/embed"
 )
 
 // devReplicas is the size of the development cluster: the smallest that
@@ -76,16 +77,20 @@ func runDev(ctx context.Context, cfg devConfig, out io.Writer, log *slog.Logger)
 	for i := range devReplicas {
 		peers = append(peers, cluster.Peer{ID: fmt.Sprintf("r%d", i+1), RaftAddr: addr(i, 1)})
 	}
-	var running []*runningReplica
+	rc, err := cluster.ParseReadConsistency(cfg.ReadConsistency)
+	if err != nil {
+		return fmt.Errorf("--read-consistency: %w", err)
+	}
+	var running []*embed.Server
 	defer func() {
-		for _, rr := range running {
-			if err := rr.shutdown(cfg.ShutdownTimeout); err != nil {
-				log.Error("replica shutdown", "id", rr.cfg.ID, "err", err)
+		for _, srv := range running {
+			if err := srv.Shutdown(cfg.ShutdownTimeout); err != nil {
+				log.Error("replica shutdown", "id", srv.ID(), "err", err)
 			}
 		}
 	}()
 	for i, p := range peers {
-		rr, err := startReplica(replicaConfig{
+		srv, err := embed.Start(embed.Config{
 			ID:              p.ID,
 			DataDir:         filepath.Join(cfg.Dir, p.ID),
 			GRPCAddr:        addr(i, 0),
@@ -93,13 +98,15 @@ func runDev(ctx context.Context, cfg devConfig, out io.Writer, log *slog.Logger)
 			HTTPAddr:        addr(i, 2),
 			BootstrapExpect: devReplicas,
 			Peers:           peers,
-			ReadConsistency: cfg.ReadConsistency,
+			ReadConsistency: rc,
 			MaxDataBytes:    cfg.MaxDataBytes,
-		}, store, log.With("replica", p.ID))
+			Backend:         store,
+			Logger:          log.With("replica", p.ID),
+		})
 		if err != nil {
 			return err
 		}
-		running = append(running, rr)
+		running = append(running, srv)
 	}
 
 	fmt.Fprintf(out, "committer dev: %d replicas on the embedded backend %s\n", devReplicas, dbPath)
@@ -113,9 +120,9 @@ func runDev(ctx context.Context, cfg devConfig, out io.Writer, log *slog.Logger)
 		log.Info("stopping the dev cluster")
 	case err = <-firstFailure(ctx, running):
 	}
-	for _, rr := range running {
-		if serr := rr.shutdown(cfg.ShutdownTimeout); serr != nil {
-			log.Error("replica shutdown", "id", rr.cfg.ID, "err", serr)
+	for _, srv := range running {
+		if serr := srv.Shutdown(cfg.ShutdownTimeout); serr != nil {
+			log.Error("replica shutdown", "id", srv.ID(), "err", serr)
 		}
 	}
 	running = nil
@@ -127,13 +134,13 @@ func runDev(ctx context.Context, cfg devConfig, out io.Writer, log *slog.Logger)
 
 // firstFailure delivers the first replica whose server stops on its own.
 // Its goroutines end with ctx.
-func firstFailure(ctx context.Context, rs []*runningReplica) <-chan error {
+func firstFailure(ctx context.Context, rs []*embed.Server) <-chan error {
 	ch := make(chan error, len(rs))
-	for _, rr := range rs {
+	for _, srv := range rs {
 		go func() {
 			select {
-			case <-rr.stopped:
-				ch <- fmt.Errorf("replica %s: a server stopped serving", rr.cfg.ID)
+			case <-srv.Stopped():
+				ch <- fmt.Errorf("replica %s: a server stopped serving", srv.ID())
 			case <-ctx.Done():
 			}
 		}()

@@ -16,6 +16,7 @@ import (
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/backend/backendurl"
 	"github.com/hacommit/committer/cluster"
+	"github.com/hacommit/committer/cluster/embed"
 )
 
 // Default listen addresses: every interface on committer's ports.
@@ -37,11 +38,14 @@ type serveConfig struct {
 	PGMaxConns int32
 	// ShutdownTimeout bounds the wait for in-flight calls on shutdown.
 	ShutdownTimeout time.Duration
-	// Peers and Join are the raw flag values, parsed into Replica.
-	Peers string
-	Join  string
-	// Replica is the cluster configuration.
-	Replica replicaConfig
+	// Peers, Join and ReadConsistency are the raw flag values, parsed into
+	// Replica.
+	Peers           string
+	Join            string
+	ReadConsistency string
+	// Replica is the replica's configuration; the backend is opened from
+	// Backend.
+	Replica embed.Config
 }
 
 func newServeCommand(logCfg *logConfig) *cobra.Command {
@@ -80,7 +84,7 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 	fs.IntVar(&r.BootstrapExpect, "bootstrap-expect", 0, "form a new cluster of this many voters, listed in --peers (ignored once the data dir holds state)")
 	fs.StringVar(&cfg.Peers, "peers", "", "initial voters as id=raft-host:port,... (this replica included), with --bootstrap-expect")
 	fs.StringVar(&cfg.Join, "join", "", "gRPC addresses (host:port,...) of running replicas to join through (ignored once the data dir holds state)")
-	fs.StringVar(&r.ReadConsistency, "read-consistency", string(cluster.Linearizable), "linearizable, or leader (skips the leadership check: a documented stale-read window)")
+	fs.StringVar(&cfg.ReadConsistency, "read-consistency", string(cluster.Linearizable), "linearizable, or leader (skips the leadership check: a documented stale-read window)")
 	fs.BoolVar(&r.UnsafeSkipFence, "unsafe-skip-fence", false, "serve as leader without fencing the backend; breaks safety, exists only for correctness testing")
 	_ = fs.MarkHidden("unsafe-skip-fence")
 	fs.DurationVar(&r.Timeouts.Heartbeat, "raft-heartbeat-timeout", cluster.DefaultTimeouts().Heartbeat, "Raft heartbeat timeout: a follower starts an election after this long without a leader")
@@ -116,6 +120,10 @@ func runServe(ctx context.Context, stop func(), cfg serveConfig, log *slog.Logge
 	rc.Peers = peers
 	rc.Join = splitList(cfg.Join)
 	rc.MaxDataBytes = cfg.MaxDataBytes
+	rc.Logger = log
+	if rc.ReadConsistency, err = cluster.ParseReadConsistency(cfg.ReadConsistency); err != nil {
+		return fmt.Errorf("--read-consistency: %w", err)
+	}
 	if rc.ID == "" {
 		return errors.New("--id is required (the host name could not be read)")
 	}
@@ -137,18 +145,19 @@ func runServe(ctx context.Context, stop func(), cfg serveConfig, log *slog.Logge
 			log.Error("closing the backend failed", "err", err)
 		}
 	}()
-	rr, err := startReplica(rc, store, log)
+	rc.Backend = store
+	srv, err := embed.Start(rc)
 	if err != nil {
 		return err
 	}
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "cause", context.Cause(ctx))
-	case <-rr.stopped:
+	case <-srv.Stopped():
 		log.Error("a server stopped serving; shutting down")
 	}
 	stop()
-	if err := rr.shutdown(cfg.ShutdownTimeout); err != nil {
+	if err := srv.Shutdown(cfg.ShutdownTimeout); err != nil {
 		return err
 	}
 	log.Info("stopped")

@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,20 +16,17 @@ import (
 
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/backend/bolt"
+	"github.com/hacommit/committer/cluster/replicaproc"
+	"github.com/hacommit/committer/internal/freeport"
 	"github.com/hacommit/committer/rpc/client"
 )
 
 // buildCommitter compiles this command into a temporary directory.
 func buildCommitter(t *testing.T) string {
 	t.Helper()
-	goTool, err := exec.LookPath("go")
+	bin, err := replicaproc.Build(t.Context(), t.TempDir(), replicaproc.BuildOptions{})
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	bin := filepath.Join(t.TempDir(), "committer")
-	out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return bin
 }
@@ -39,15 +34,11 @@ func buildCommitter(t *testing.T) string {
 // freeLoopbackAddr returns 127.0.0.1:port for a port nothing listens on.
 func freeLoopbackAddr(t *testing.T) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := freeport.Addrs("127.0.0.1", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := lis.Addr().String()
-	if err := lis.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return addrs[0]
 }
 
 // process is a running committer whose JSON log lines are collected.
@@ -230,7 +221,7 @@ func TestEnvironmentAndFlagErrors(t *testing.T) {
 		{"malformed peers", nil, []string{"serve", "--backend", "bolt:///x", "--peers", "a=127.0.0.1:1,b"},
 			`--peers entry "b": want id=raft-host:port`},
 		{"unusable listen address", nil, []string{"serve", "--backend", "bolt://" + filepath.Join(t.TempDir(), "c.db"), "--grpc-addr", "256.0.0.1:1"},
-			"listen on --grpc-addr 256.0.0.1:1"},
+			"listen on gRPC address 256.0.0.1:1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

@@ -11,9 +11,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/cluster"
 	"github.com/hacommit/committer/fsm"
 	pb "github.com/hacommit/committer/rpc/adminpb"
+	"github.com/hacommit/committer/rpc/wire"
 )
 
 // Replica is what the admin service needs from a replica.
@@ -141,12 +143,20 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok && status.Code(err) != codes.Unknown {
 		return err // a forwarded call's status passes through unchanged
 	}
+	if errors.Is(err, raft.ErrNotLeader) && !backend.IsDeterminate(err) {
+		// Raft refused before appending anything.
+		err = backend.Determinatef("%w: %w", backend.ErrNotLeader, err)
+	}
+	if refused := wire.AdminRefusal(err); refused != nil {
+		// Nothing was done: a forwarding replica may try the leader again.
+		return refused
+	}
 	switch {
 	case errors.Is(err, cluster.ErrInvalidMember):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, cluster.ErrUnknownMember):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
+	case errors.Is(err, raft.ErrLeadershipLost):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())

@@ -1,0 +1,270 @@
+package embed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hacommit/committer/backend"
+	"github.com/hacommit/committer/cluster"
+	"github.com/hacommit/committer/cluster/cache"
+	"github.com/hacommit/committer/cluster/opshttp"
+	"github.com/hacommit/committer/metrics"
+	"github.com/hacommit/committer/rpc/adminserver"
+	"github.com/hacommit/committer/rpc/peer"
+	"github.com/hacommit/committer/rpc/server"
+)
+
+// Config is everything one replica needs.
+type Config struct {
+	// ID names the replica; stable across restarts.
+	ID string
+	// DataDir holds the Raft log, stable store and snapshots.
+	DataDir string
+	// GRPCAddr is where the gRPC API listens (port 0 picks one);
+	// GRPCAdvertise what peers and clients dial (default: the bound address,
+	// with this host's name for an unspecified host).
+	GRPCAddr      string
+	GRPCAdvertise string
+	// RaftAddr is where Raft listens; RaftAdvertise what peers dial (may be
+	// a DNS name; default derived like GRPCAdvertise).
+	RaftAddr      string
+	RaftAdvertise string
+	// HTTPAddr is the operations endpoint's address; empty disables it.
+	HTTPAddr string
+	// BootstrapExpect, Peers and Join form or join a cluster; see
+	// cluster.Config.
+	BootstrapExpect int
+	Peers           []cluster.Peer
+	Join            []string
+	// ReadConsistency defaults to cluster.Linearizable.
+	ReadConsistency cluster.ReadConsistency
+	// UnsafeSkipFence: see cluster.Config. Never set it in production.
+	UnsafeSkipFence bool
+	// MaxDataBytes bounds one version's data at the gRPC server; 0 takes
+	// backend.DefaultMaxDataBytes.
+	MaxDataBytes int
+	// Timeouts tune Raft; zero fields take cluster.DefaultTimeouts.
+	Timeouts cluster.Timeouts
+	// Cache bounds the leader's head cache.
+	Cache cache.Config
+	// Backend is the shared storage. The caller owns it: Shutdown does not
+	// close it, since several replicas of one process may share it.
+	Backend backend.Fencer
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is a running replica with its gRPC and HTTP servers.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	replica  *cluster.Replica
+	registry *prometheus.Registry
+	grpc     *server.Server
+	grpcLis  net.Listener
+	grpcAddr string
+	http     *http.Server
+	httpLis  net.Listener
+	httpAddr string
+
+	// served receives the gRPC and HTTP Serve results; buffered for both,
+	// so the serving goroutines never block on it.
+	served chan error
+	// stopped is closed when the first server stops serving.
+	stopped  chan struct{}
+	stopOnce sync.Once
+	shutOnce sync.Once
+	shutErr  error
+}
+
+// Start opens the replica over cfg.Backend and starts serving. The serving
+// goroutines are owned by the Server and end with Shutdown.
+func Start(cfg Config) (_ *Server, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxDataBytes == 0 {
+		cfg.MaxDataBytes = backend.DefaultMaxDataBytes
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 2), stopped: make(chan struct{})}
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+	s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on gRPC address %s: %w", cfg.GRPCAddr, err)
+	}
+	closers = append(closers, func() { s.grpcLis.Close() })
+	// Advertise what was bound, so that port 0 works.
+	if s.grpcAddr, err = Advertised(s.grpcLis.Addr().String(), cfg.GRPCAdvertise); err != nil {
+		return nil, err
+	}
+	if cfg.HTTPAddr != "" {
+		s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("listen on HTTP address %s: %w", cfg.HTTPAddr, err)
+		}
+		closers = append(closers, func() { s.httpLis.Close() })
+		if s.httpAddr, err = Advertised(s.httpLis.Addr().String(), ""); err != nil {
+			return nil, err
+		}
+	}
+	raftAdv, err := raftAdvertise(cfg.RaftAddr, cfg.RaftAdvertise)
+	if err != nil {
+		return nil, err
+	}
+
+	s.registry = prometheus.NewRegistry()
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(s.registry)
+
+	s.replica, err = cluster.Open(cluster.Config{
+		ID:              cfg.ID,
+		DataDir:         cfg.DataDir,
+		RaftBind:        cfg.RaftAddr,
+		RaftAdvertise:   raftAdv,
+		GRPCAddr:        s.grpcAddr,
+		HTTPAddr:        s.httpAddr,
+		Backend:         m.InstrumentBacking(cfg.Backend),
+		ReadConsistency: cfg.ReadConsistency,
+		BootstrapExpect: cfg.BootstrapExpect,
+		Peers:           cfg.Peers,
+		Join:            cfg.Join,
+		Cache:           cfg.Cache,
+		Timeouts:        cfg.Timeouts,
+		UnsafeSkipFence: cfg.UnsafeSkipFence,
+		PeerDialer:      peer.NewDialer(s.grpcAddr),
+		Metrics:         m,
+		Logger:          cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replica %s: %w", cfg.ID, err)
+	}
+	s.grpc = server.New(m.InstrumentRPC(s.replica), server.Config{MaxDataBytes: cfg.MaxDataBytes, Logger: cfg.Logger})
+	adminserver.Register(s.grpc.GRPC(), s.replica)
+	go s.serve(func() error { return s.grpc.Serve(s.grpcLis) })
+	if s.httpLis != nil {
+		s.http = &http.Server{Handler: opshttp.Handler(s.replica, s.registry), ReadHeaderTimeout: 10 * time.Second}
+		go s.serve(func() error { return s.http.Serve(s.httpLis) })
+	} else {
+		s.served <- nil
+	}
+	if cfg.UnsafeSkipFence {
+		s.log.Warn("UNSAFE: this replica serves as leader without fencing the backend; for correctness testing only")
+	}
+	s.log.Info("serving persist consensus API", "id", cfg.ID, "grpc_addr", s.grpcLis.Addr().String(), "grpc_advertise", s.grpcAddr,
+		"raft_advertise", s.replica.Self().RaftAddr, "http_addr", s.httpAddr, "read_consistency", s.replica.ReadConsistency())
+	return s, nil
+}
+
+// serve runs fn (a Serve call) and records its result.
+func (s *Server) serve(fn func() error) {
+	err := fn()
+	s.served <- err
+	s.stopOnce.Do(func() { close(s.stopped) })
+}
+
+// Replica returns the Raft replica.
+func (s *Server) Replica() *cluster.Replica { return s.replica }
+
+// ID returns the replica id.
+func (s *Server) ID() string { return s.cfg.ID }
+
+// GRPCAddr returns the advertised gRPC address.
+func (s *Server) GRPCAddr() string { return s.grpcAddr }
+
+// HTTPAddr returns the advertised HTTP address, or "" when it is off.
+func (s *Server) HTTPAddr() string { return s.httpAddr }
+
+// Registry returns the replica's Prometheus registry.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Stopped is closed when a server stops serving on its own (or at
+// Shutdown).
+func (s *Server) Stopped() <-chan struct{} { return s.stopped }
+
+// Shutdown leaves gracefully: hand leadership away while the gRPC server
+// still forwards, drain in-flight calls for up to timeout (then cancel
+// them), then stop Raft and the HTTP server. It is idempotent.
+func (s *Server) Shutdown(timeout time.Duration) error {
+	s.shutOnce.Do(func() { s.shutErr = s.shutdown(timeout) })
+	return s.shutErr
+}
+
+func (s *Server) shutdown(timeout time.Duration) error {
+	s.replica.HandOff()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if !s.grpc.Shutdown(ctx) {
+		s.log.Warn("shutdown timeout expired; cancelled the remaining calls", "timeout", timeout)
+	}
+	var errs []error
+	if err := s.replica.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("closing replica: %w", err))
+	}
+	if s.http != nil {
+		if err := s.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("closing http: %w", err))
+		}
+	}
+	for range 2 {
+		if err := <-s.served; err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Advertised turns a listen address into one peers can dial: advertise if
+// set, else listen with an empty or unspecified host replaced by this
+// machine's host name.
+func Advertised(listen, advertise string) (string, error) {
+	if advertise != "" {
+		return advertise, nil
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("address %q: %w", listen, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if host, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("deriving an advertise address for %q: %w", listen, err)
+		}
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// raftAdvertise is the Raft address to advertise. Raft binds inside the
+// replica, so an explicit host is advertised as bound (port 0 included) and
+// an unspecified one as this host's name, which needs a fixed port.
+func raftAdvertise(bind, advertise string) (string, error) {
+	if advertise != "" {
+		return advertise, nil
+	}
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil {
+		return "", fmt.Errorf("raft address %q: %w", bind, err)
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return "", nil // the bound address
+	}
+	if port == "0" {
+		return "", errors.New("a raft address with an unspecified host needs a fixed port or a raft advertise address")
+	}
+	return Advertised(bind, "")
+}
