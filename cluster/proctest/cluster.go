@@ -19,6 +19,8 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/hacommit/committer/cluster/replicaproc"
+	"github.com/hacommit/committer/internal/freeport"
 	"github.com/hacommit/committer/rpc/client"
 	"github.com/hacommit/committer/rpc/wire"
 )
@@ -63,9 +65,6 @@ type Options struct {
 // after losing a port to another program between picking and binding.
 const bindRetries = 3
 
-// errAddrInUse: a replica exited because one of its ports was taken.
-var errAddrInUse = errors.New("address already in use")
-
 // Cluster is a set of committer replica processes sharing one backend.
 //
 // Its methods may be called from any goroutine; Start must be called from
@@ -74,7 +73,6 @@ type Cluster struct {
 	t    testing.TB
 	opts Options
 	root string
-	env  []string
 	// quiet receives the clients' retry logs, which would drown the test
 	// log under faults.
 	quiet *slog.Logger
@@ -115,7 +113,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 10 * time.Second
 	}
-	c := &Cluster{t: t, opts: opts, root: t.TempDir(), env: childEnv(), quiet: slog.New(slog.DiscardHandler),
+	c := &Cluster{t: t, opts: opts, root: t.TempDir(), quiet: slog.New(slog.DiscardHandler),
 		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
 	t.Cleanup(c.cleanup)
 
@@ -123,7 +121,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	defer cancel()
 	var err error
 	for range bindRetries {
-		if err = c.bootstrap(ctx); !errors.Is(err, errAddrInUse) {
+		if err = c.bootstrap(ctx); !errors.Is(err, replicaproc.ErrAddrInUse) {
 			break
 		}
 	}
@@ -133,39 +131,26 @@ func Start(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
-// childEnv is this process's environment without COMMITTER_* variables,
-// which would silently change the replicas' flags.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "COMMITTER_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
 // bootstrap creates and starts the initial replicas on fresh ports. On
 // failure every process it started is killed and the replicas are
 // forgotten, so it can be called again.
 func (c *Cluster) bootstrap(ctx context.Context) error {
 	n := c.opts.Replicas
-	addrs, err := freeAddrs(3 * n)
+	addrs, err := freeport.Addrs("127.0.0.1", 3*n)
 	if err != nil {
 		return err
 	}
 	var replicas []*Replica
-	var peers []string
+	var peers []replicaproc.Peer
 	for i := range n {
-		id := fmt.Sprintf("r%d", i+1)
-		peers = append(peers, id+"="+addrs[3*i+1])
+		peers = append(peers, replicaproc.Peer{ID: fmt.Sprintf("r%d", i+1), RaftAddr: addrs[3*i+1]})
 	}
 	for i := range n {
 		id := fmt.Sprintf("r%d", i+1)
-		var formation []string
+		var formation replicaproc.ServeArgs
 		switch c.opts.Bootstrap {
 		case BootstrapPeers:
-			formation = []string{"--id", id, "--bootstrap-expect", fmt.Sprint(n), "--peers", strings.Join(peers, ",")}
+			formation = replicaproc.ServeArgs{ID: id, BootstrapExpect: n, Peers: peers}
 		case BootstrapImplicit:
 			// serve names the replica after the host without --id.
 			if id, err = os.Hostname(); err != nil {
@@ -226,7 +211,7 @@ func (c *Cluster) AddReplica(ctx context.Context, spec JoinSpec) (*Replica, erro
 	if len(join) == 0 {
 		return nil, errors.New("proctest: no running replica to join through")
 	}
-	formation := []string{"--id", spec.ID, "--join", strings.Join(join, ",")}
+	formation := replicaproc.ServeArgs{ID: spec.ID, Join: join}
 	if old := spec.Replaces; old != nil {
 		if old.Running() {
 			return nil, fmt.Errorf("proctest: %s still runs; stop it before replacing it", old.id)
@@ -243,14 +228,14 @@ func (c *Cluster) AddReplica(ctx context.Context, spec JoinSpec) (*Replica, erro
 	var err error
 	for range bindRetries {
 		var addrs []string
-		if addrs, err = freeAddrs(3); err != nil {
+		if addrs, err = freeport.Addrs("127.0.0.1", 3); err != nil {
 			return nil, err
 		}
 		var r *Replica
 		if r, err = c.newReplica(spec.ID, filepath.Join(c.root, spec.ID), addrs[0], addrs[1], addrs[2], formation); err != nil {
 			return nil, err
 		}
-		if err = c.startAdded(ctx, r); !errors.Is(err, errAddrInUse) {
+		if err = c.startAdded(ctx, r); !errors.Is(err, replicaproc.ErrAddrInUse) {
 			return r, err
 		}
 		r.closeAdmin()
@@ -472,10 +457,10 @@ func (c *Cluster) cleanup() {
 	}
 	seen := map[string]bool{}
 	for _, r := range replicas {
-		if seen[r.logPath] {
+		if seen[r.LogPath()] {
 			continue
 		}
-		seen[r.logPath] = true
-		c.t.Logf("proctest: tail of %s (%s):\n%s", r.id, r.logPath, tailFile(r.logPath, 16<<10))
+		seen[r.LogPath()] = true
+		c.t.Logf("proctest: tail of %s (%s):\n%s", r.id, r.LogPath(), r.proc.LogTail(16<<10))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hacommit/committer/backend"
+	"github.com/hacommit/committer/cluster/opshttp"
 	"github.com/hacommit/committer/cluster/proctest"
 	"github.com/hacommit/committer/rpc/adminpb"
 )
@@ -52,7 +53,7 @@ func TestThreeReplicasElectOneLeader(t *testing.T) {
 		// forwarding); only the leader says it leads.
 		rd, err := r.Readyz(timeout(t, 5*time.Second))
 		must(t, err)
-		if rd != (proctest.Readiness{Ready: true, Leader: r == l, LeaderKnown: true}) {
+		if rd != (opshttp.Readiness{Ready: true, Leader: r == l, LeaderKnown: true}) {
 			t.Fatalf("/readyz of %s = %+v", r.ID(), rd)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/hacommit/committer/backend/pgtest"
-	"github.com/hacommit/committer/cluster/proctest"
+	"github.com/hacommit/committer/cluster/replicaproc"
 )
 
 // Set once by TestMain before any test runs, read-only afterwards: the
@@ -32,7 +32,7 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	committerBin, err = proctest.Build(ctx, dir, proctest.BuildOptions{Race: os.Getenv(raceEnv) == "1"})
+	committerBin, err = replicaproc.Build(ctx, dir, replicaproc.BuildOptions{Race: os.Getenv(raceEnv) == "1"})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -74,7 +74,7 @@ func (q *queue) send(op *queuedOp) {
 // the new leader), and no queued read answers older than a write
 // acknowledged before the read was sent.
 func TestPausedLeaderIsFenced(t *testing.T) {
-	const pause = 3 * time.Second // default heartbeat timeout: 500ms
+	const pause = 3 * time.Second // default heartbeat timeout: 400ms
 	c := startCluster(t, proctest.Options{})
 	old := leader(t, c)
 	others := c.Others(old)

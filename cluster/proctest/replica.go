@@ -7,61 +7,51 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/hacommit/committer/cluster/opshttp"
+	"github.com/hacommit/committer/cluster/replicaproc"
 	"github.com/hacommit/committer/rpc/adminpb"
 )
 
 // Replica is one replica of a Cluster: fixed id, addresses, data dir and
-// cluster-forming flags, and at most one running process at a time.
+// cluster-forming flags, and at most one running process at a time (package
+// replicaproc runs it).
 type Replica struct {
 	c        *Cluster
 	id       string
 	dataDir  string
-	logPath  string
 	grpcAddr string
 	raftAddr string
 	httpAddr string
-	args     []string // the full `serve` command line, the same for every run
+	proc     *replicaproc.Replica
 
 	admin   adminpb.AdminClient
 	adminCC *grpc.ClientConn
-
-	mu     sync.Mutex
-	proc   *process // the latest process; nil before the first start
-	paused bool
 }
 
-func (c *Cluster) newReplica(id, dataDir, grpcAddr, raftAddr, httpAddr string, formation []string) (*Replica, error) {
-	args := []string{
-		"serve",
-		"--backend", c.opts.Backend,
-		"--data-dir", dataDir,
-		"--grpc-addr", grpcAddr,
-		"--raft-addr", raftAddr,
-		"--http-addr", httpAddr,
-		"--log-format", "json",
-		"--log-level", c.opts.LogLevel,
-		// Stop waits for SIGTERM's drain; keep it shorter than a test.
-		"--shutdown-timeout", "10s",
-	}
-	args = append(append(args, formation...), c.opts.Args...)
+func (c *Cluster) newReplica(id, dataDir, grpcAddr, raftAddr, httpAddr string, formation replicaproc.ServeArgs) (*Replica, error) {
+	args := formation
+	args.Backend = c.opts.Backend
+	args.DataDir = dataDir
+	args.GRPCAddr, args.RaftAddr, args.HTTPAddr = grpcAddr, raftAddr, httpAddr
+	args.LogFormat, args.LogLevel = "json", c.opts.LogLevel
+	// Stop waits for SIGTERM's drain; keep it shorter than a test.
+	args.ShutdownTimeout = 10 * time.Second
+	args.Extra = c.opts.Args
 	cc, err := dialReplica(grpcAddr)
 	if err != nil {
 		return nil, err
 	}
 	return &Replica{
-		c: c, id: id, dataDir: dataDir, logPath: filepath.Join(c.root, id+".log"),
-		grpcAddr: grpcAddr, raftAddr: raftAddr, httpAddr: httpAddr, args: args,
+		c: c, id: id, dataDir: dataDir, grpcAddr: grpcAddr, raftAddr: raftAddr, httpAddr: httpAddr,
+		proc:  replicaproc.New(replicaproc.Options{Binary: c.opts.Binary, Args: args, LogPath: filepath.Join(c.root, id+".log"), HTTP: c.http}),
 		admin: adminpb.NewAdminClient(cc), adminCC: cc,
 	}, nil
 }
@@ -82,7 +72,7 @@ func (r *Replica) HTTPAddr() string { return r.httpAddr }
 func (r *Replica) DataDir() string { return r.dataDir }
 
 // LogPath returns the file that collects every run's output.
-func (r *Replica) LogPath() string { return r.logPath }
+func (r *Replica) LogPath() string { return r.proc.LogPath() }
 
 // Admin returns an Admin client of this replica. Its connection reconnects
 // within half a second after a restart and is closed when the test ends.
@@ -90,69 +80,25 @@ func (r *Replica) Admin() adminpb.AdminClient { return r.admin }
 
 func (r *Replica) closeAdmin() { r.adminCC.Close() }
 
-func (r *Replica) current() (*process, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.proc, r.paused
-}
-
 // Running reports whether the replica's process runs (paused or not).
-func (r *Replica) Running() bool {
-	p, _ := r.current()
-	return p != nil && !p.exited()
-}
+func (r *Replica) Running() bool { return r.proc.Running() }
 
 // Paused reports whether the process is stopped by Pause.
-func (r *Replica) Paused() bool {
-	p, paused := r.current()
-	return paused && p != nil && !p.exited()
-}
+func (r *Replica) Paused() bool { return r.proc.Paused() }
 
 // PID returns the process id of the latest run, or 0.
-func (r *Replica) PID() int {
-	if p, _ := r.current(); p != nil {
-		return p.pid()
-	}
-	return 0
-}
+func (r *Replica) PID() int { return r.proc.PID() }
 
 // Start runs the replica's process and waits until it answers /healthz, at
 // most Options.StartTimeout. If the process exits first, the error quotes
 // its log.
 func (r *Replica) Start(ctx context.Context) error {
-	r.mu.Lock()
-	if r.proc != nil && !r.proc.exited() {
-		r.mu.Unlock()
-		return fmt.Errorf("proctest: %s already runs (pid %d)", r.id, r.proc.pid())
-	}
-	p, err := spawn(r.c.opts.Binary, r.args, r.c.env, r.logPath)
-	if err != nil {
-		r.mu.Unlock()
-		return err
-	}
-	r.proc, r.paused = p, false
-	r.mu.Unlock()
-
 	ctx, cancel := context.WithTimeout(ctx, r.c.opts.StartTimeout)
 	defer cancel()
-	for {
-		if err := r.healthz(ctx); err == nil {
-			return nil
-		}
-		select {
-		case <-p.done:
-			tail := tailFile(r.logPath, 4<<10)
-			err := fmt.Errorf("exited before serving (%v):\n%s", p.err, tail)
-			if strings.Contains(tail, "address already in use") {
-				err = fmt.Errorf("%w: %w", errAddrInUse, err)
-			}
-			return err
-		case <-ctx.Done():
-			p.kill()
-			return fmt.Errorf("no /healthz answer: %w; killed:\n%s", ctx.Err(), tailFile(r.logPath, 4<<10))
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := r.proc.Start(ctx); err != nil {
+		return fmt.Errorf("proctest: %s: %w", r.id, err)
 	}
+	return nil
 }
 
 // Restart starts the replica again on the same data dir, addresses and
@@ -163,7 +109,7 @@ func (r *Replica) Restart(ctx context.Context) error {
 	r.kill()
 	var err error
 	for range 5 * bindRetries {
-		if err = r.Start(ctx); !errors.Is(err, errAddrInUse) {
+		if err = r.Start(ctx); !errors.Is(err, replicaproc.ErrAddrInUse) {
 			return err
 		}
 		select {
@@ -175,44 +121,26 @@ func (r *Replica) Restart(ctx context.Context) error {
 	return err
 }
 
-func (r *Replica) running() (*process, error) {
-	p, _ := r.current()
-	if p == nil || p.exited() {
-		return nil, fmt.Errorf("proctest: %s is not running", r.id)
-	}
-	return p, nil
-}
-
 // Kill sends SIGKILL and waits until the process is gone.
 func (r *Replica) Kill() error {
-	p, err := r.running()
-	if err != nil {
-		return err
+	if err := r.proc.Kill(context.Background()); err != nil {
+		return fmt.Errorf("proctest: kill %s: %w", r.id, err)
 	}
-	p.kill()
-	r.setPaused(false)
 	return nil
 }
 
 // kill ends the process, if any, without complaint.
-func (r *Replica) kill() {
-	if p, _ := r.current(); p != nil {
-		p.kill()
-	}
-	r.setPaused(false)
-}
+func (r *Replica) kill() { _ = r.proc.Kill(context.Background()) }
 
 // Stop sends SIGTERM (resuming a paused process so it can act on it) and
 // waits for the exit until ctx ends, then kills. It returns the exit error:
 // nil only for a clean exit.
 func (r *Replica) Stop(ctx context.Context) error {
-	p, err := r.running()
-	if err != nil {
-		return err
+	grace := time.Hour
+	if deadline, ok := ctx.Deadline(); ok {
+		grace = time.Until(deadline)
 	}
-	err = p.terminate(ctx)
-	r.setPaused(false)
-	if err != nil {
+	if err := r.proc.Stop(ctx, grace); err != nil {
 		return fmt.Errorf("proctest: stopping %s: %w", r.id, err)
 	}
 	return nil
@@ -223,37 +151,13 @@ func (r *Replica) Stop(ctx context.Context) error {
 // process keeps its sockets, and the kernel keeps accepting connections and
 // queueing requests for it.
 func (r *Replica) Pause() error {
-	p, err := r.running()
-	if err != nil {
-		return err
-	}
-	if err := p.signal(syscall.SIGSTOP); err != nil {
-		return err
-	}
-	r.setPaused(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return waitStopped(ctx, p.pid())
+	return r.proc.Pause(ctx)
 }
 
 // Resume continues a paused process with SIGCONT.
-func (r *Replica) Resume() error {
-	p, err := r.running()
-	if err != nil {
-		return err
-	}
-	if err := p.signal(syscall.SIGCONT); err != nil {
-		return err
-	}
-	r.setPaused(false)
-	return nil
-}
-
-func (r *Replica) setPaused(v bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.paused = v
-}
+func (r *Replica) Resume() error { return r.proc.Resume() }
 
 // WipeDataDir deletes the replica's Raft state; the process must not run.
 func (r *Replica) WipeDataDir() error {
@@ -265,13 +169,7 @@ func (r *Replica) WipeDataDir() error {
 
 // ExitErr returns how the latest process ended: nil while it runs or after
 // a clean exit.
-func (r *Replica) ExitErr() error {
-	p, _ := r.current()
-	if p == nil || !p.exited() {
-		return nil
-	}
-	return p.err
-}
+func (r *Replica) ExitErr() error { return r.proc.ExitErr() }
 
 // Status calls Admin.Status on this replica.
 func (r *Replica) Status(ctx context.Context) (*adminpb.StatusResponse, error) {
@@ -302,43 +200,13 @@ func (r *Replica) WaitStatus(ctx context.Context, cond func(*adminpb.StatusRespo
 	}
 }
 
-// Readiness is the body of /readyz.
-type Readiness struct {
-	Ready       bool `json:"ready"`
-	Leader      bool `json:"leader"`
-	LeaderKnown bool `json:"leader_known"`
-}
-
 // Readyz returns what /readyz says; its status code (200 or 503) matches
 // Ready, which this checks.
-func (r *Replica) Readyz(ctx context.Context) (Readiness, error) {
-	var rd Readiness
-	code, body, err := r.get(ctx, "/readyz")
-	if err != nil {
-		return rd, err
-	}
-	if err := json.Unmarshal(body, &rd); err != nil {
-		return rd, fmt.Errorf("/readyz body %q: %w", body, err)
-	}
-	if (code == http.StatusOK) != rd.Ready {
-		return rd, fmt.Errorf("/readyz answered %d with %s", code, body)
-	}
-	return rd, nil
-}
-
-func (r *Replica) healthz(ctx context.Context) error {
-	hctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-	defer cancel()
-	code, _, err := r.get(hctx, "/healthz")
-	if err == nil && code != http.StatusOK {
-		err = fmt.Errorf("/healthz answered %d", code)
-	}
-	return err
-}
+func (r *Replica) Readyz(ctx context.Context) (opshttp.Readiness, error) { return r.proc.Readyz(ctx) }
 
 // Metrics returns the Prometheus text exposition of /metrics.
 func (r *Replica) Metrics(ctx context.Context) (string, error) {
-	code, body, err := r.get(ctx, "/metrics")
+	code, body, err := r.proc.Get(ctx, "/metrics")
 	if err != nil {
 		return "", err
 	}
@@ -359,20 +227,6 @@ func (r *Replica) Metric(ctx context.Context, name string, labels map[string]str
 	return sum, n, nil
 }
 
-func (r *Replica) get(ctx context.Context, path string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.httpAddr+path, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	resp, err := r.c.http.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, body, err
-}
-
 // LogRecord is one JSON log line of a replica.
 type LogRecord struct {
 	Time   time.Time
@@ -384,7 +238,7 @@ type LogRecord struct {
 // from every run, oldest first. Lines that are not JSON (Raft's own log,
 // the harness's run headers) are skipped.
 func (r *Replica) LogRecords(msg string) ([]LogRecord, error) {
-	f, err := os.Open(r.logPath)
+	f, err := os.Open(r.LogPath())
 	if err != nil {
 		return nil, err
 	}
@@ -419,7 +273,7 @@ func quote(s string) string {
 // scanLog returns a description of the first data race report or Go panic
 // in the replica's log, or "".
 func (r *Replica) scanLog() string {
-	f, err := os.Open(r.logPath)
+	f, err := os.Open(r.LogPath())
 	if err != nil {
 		return ""
 	}
@@ -430,7 +284,7 @@ func (r *Replica) scanLog() string {
 		line := sc.Text()
 		for _, bad := range []string{"WARNING: DATA RACE", "panic: ", "fatal error: "} {
 			if strings.HasPrefix(line, bad) {
-				return fmt.Sprintf("%q at %s:%d", line, r.logPath, n)
+				return fmt.Sprintf("%q at %s:%d", line, r.LogPath(), n)
 			}
 		}
 	}

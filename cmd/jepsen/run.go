@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hacommit/committer/cluster/replicaproc"
 	"github.com/hacommit/committer/jepsen/control/netns"
 	"github.com/hacommit/committer/jepsen/nemesis"
 )
@@ -230,13 +231,7 @@ func buildCommitter(ctx context.Context, dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "committer")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/committer")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/committer: %w\n%s", err, out)
-	}
-	return bin, nil
+	return replicaproc.Build(ctx, dir, replicaproc.BuildOptions{ModuleDir: root})
 }
 
 // moduleRoot finds the committer module above the working directory.

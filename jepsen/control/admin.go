@@ -2,10 +2,8 @@ package control
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -15,6 +13,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hacommit/committer/cluster"
+	"github.com/hacommit/committer/cluster/opshttp"
+	"github.com/hacommit/committer/cluster/replicaproc"
+	"github.com/hacommit/committer/internal/backoff"
 	"github.com/hacommit/committer/rpc/adminpb"
 )
 
@@ -22,9 +24,6 @@ import (
 // for its last contact (up to a second each, in parallel), so a paused or
 // cut-off member makes the leader's answer slow; followers answer at once.
 const statusTimeout = 1500 * time.Millisecond
-
-// ErrNoLeader: no ready leader could be found.
-var ErrNoLeader = errors.New("no ready leader")
 
 func (c *Cluster) admin(slot int) adminpb.AdminClient {
 	return adminpb.NewAdminClient(c.conns[slot-1])
@@ -37,27 +36,11 @@ func (c *Cluster) Status(ctx context.Context, slot int) (*adminpb.StatusResponse
 	return c.admin(slot).Status(ctx, &adminpb.StatusRequest{})
 }
 
-// Readiness is a replica's /readyz answer.
-type Readiness struct {
-	Ready       bool `json:"ready"`
-	Leader      bool `json:"leader"`
-	LeaderKnown bool `json:"leader_known"`
-}
-
 // Ready asks one replica's /readyz; unlike Status it never waits for other
 // members.
-func (c *Cluster) Ready(ctx context.Context, slot int) (Readiness, error) {
-	var r Readiness
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.nodes[slot-1].HTTPAddr()+"/readyz", nil)
+func (c *Cluster) Ready(ctx context.Context, slot int) (opshttp.Readiness, error) {
+	r, err := c.replicas[slot-1].proc.Readyz(ctx)
 	if err != nil {
-		return r, err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return r, err
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
 		return r, fmt.Errorf("/readyz of %s: %w", c.nodes[slot-1].Name, err)
 	}
 	return r, nil
@@ -146,7 +129,7 @@ func (c *Cluster) WaitReadyLeader(ctx context.Context) (int, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+			return 0, fmt.Errorf("%w: %w", cluster.ErrNoLeader, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -163,7 +146,7 @@ func (c *Cluster) Leader(ctx context.Context, wait time.Duration) (int, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+			return 0, fmt.Errorf("%w: %w", cluster.ErrNoLeader, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -180,7 +163,7 @@ func (c *Cluster) viaSlot(ctx context.Context, exclude ...int) (int, error) {
 			return n.Slot, nil
 		}
 	}
-	return 0, fmt.Errorf("no replica to send an operator call to: %w", errNotRunning)
+	return 0, fmt.Errorf("no replica to send an operator call to: %w", replicaproc.ErrNotRunning)
 }
 
 // Members returns the committed configuration as the leader (or any
@@ -219,35 +202,21 @@ func (c *Cluster) RemoveServer(ctx context.Context, id string) error {
 		case codes.NotFound:
 			return nil
 		case codes.InvalidArgument:
-			return backoffStop{fmt.Errorf("remove %s: %w", id, err)}
+			return backoff.Permanent(fmt.Errorf("remove %s: %w", id, err))
 		}
 		return fmt.Errorf("remove %s via %s: %w", id, c.nodes[slot-1].Name, err)
 	})
 }
 
-// backoffStop marks an error retry must not retry.
-type backoffStop struct{ err error }
-
-func (b backoffStop) Error() string { return b.err.Error() }
-func (b backoffStop) Unwrap() error { return b.err }
-
-// retry calls fn until it succeeds, returns a backoffStop, or wait passes;
-// it returns fn's last error.
+// retry calls fn until it succeeds, returns an error marked
+// backoff.Permanent, or wait passes; it returns fn's last error. The pause
+// does not grow (250ms, jittered down to 125ms): the failures worth
+// retrying, no leader yet or a leader change, clear within an election, and
+// a test waiting on them should notice the new leader promptly.
 func retry(ctx context.Context, wait time.Duration, fn func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	for {
-		err := fn(ctx)
-		var stop backoffStop
-		if err == nil || errors.As(err, &stop) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+	return backoff.Retry(ctx, backoff.Policy{Initial: 250 * time.Millisecond}, fn)
 }
 
 // AddVoter adds the slot's current replica as a voter (a no-op if it is
@@ -265,7 +234,7 @@ func (c *Cluster) AddVoter(ctx context.Context, slot int) error {
 		_, err = c.admin(via).AddVoter(cctx, &adminpb.AddVoterRequest{Id: id, RaftAddr: n.RaftAddr(), GrpcAddr: n.GRPCAddr(), HttpAddr: n.HTTPAddr()})
 		if err != nil {
 			if status.Code(err) == codes.InvalidArgument {
-				return backoffStop{fmt.Errorf("add voter %s: %w", id, err)}
+				return backoff.Permanent(fmt.Errorf("add voter %s: %w", id, err))
 			}
 			return fmt.Errorf("add voter %s via %s: %w", id, c.nodes[via-1].Name, err)
 		}
@@ -315,7 +284,10 @@ func (c *Cluster) ReplaceNode(ctx context.Context, slot int) (string, error) {
 	if err := c.WipeNode(slot); err != nil {
 		return "", err
 	}
-	id := c.renew(slot)
+	id, err := c.renew(slot)
+	if err != nil {
+		return "", err
+	}
 	if err := c.StartNode(slot); err != nil {
 		return id, err
 	}
@@ -358,11 +330,11 @@ func (c *Cluster) Health(ctx context.Context) error {
 	}
 	v := c.Observe(ctx)
 	if v.Leader == 0 {
-		return ErrNoLeader
+		return cluster.ErrNoLeader
 	}
 	r, err := c.Ready(ctx, v.Leader)
 	if err != nil || !r.Ready || !r.Leader {
-		return fmt.Errorf("%w: %s is not the ready leader yet (%v)", ErrNoLeader, c.nodes[v.Leader-1].Name, err)
+		return fmt.Errorf("%w: %s is not the ready leader yet (%v)", cluster.ErrNoLeader, c.nodes[v.Leader-1].Name, err)
 	}
 	leaderID := c.ID(v.Leader)
 	for _, n := range c.nodes {

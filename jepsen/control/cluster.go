@@ -8,17 +8,17 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hacommit/committer/backend/pgtest"
+	"github.com/hacommit/committer/cluster/replicaproc"
 	"github.com/hacommit/committer/rpc/wire"
 )
 
@@ -75,12 +75,12 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// replica is the state of one slot. Guarded by Cluster.mu.
+// replica is the state of one slot: id and generation are guarded by
+// Cluster.mu; proc, the slot's process (package replicaproc), guards itself.
 type replica struct {
 	id         string
 	generation int // 0: initial member; n: n-th replacement, which joins
-	proc       *process
-	paused     bool
+	proc       *replicaproc.Replica
 }
 
 // Cluster is PostgreSQL plus the replica processes.
@@ -90,7 +90,6 @@ type Cluster struct {
 	pg    *pgtest.Server
 	nodes []Node
 	conns []*grpc.ClientConn // admin connections, by slot-1
-	http  *http.Client
 
 	// mu guards replicas and crashes. It is never held across a wait.
 	mu       sync.Mutex
@@ -107,7 +106,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Cluster{opts: opts, log: opts.Logger, http: &http.Client{Timeout: time.Second}}
+	c := &Cluster{opts: opts, log: opts.Logger}
 	for _, d := range []string{c.logDir(), filepath.Join(opts.Dir, "data")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -127,9 +126,22 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	for slot := 1; slot <= opts.Nodes; slot++ {
-		n := NodeAt(slot)
-		c.nodes = append(c.nodes, n)
-		c.replicas = append(c.replicas, &replica{id: n.Name})
+		c.nodes = append(c.nodes, NodeAt(slot))
+	}
+	// Probes are bounded by a second each; a paused replica must not hold
+	// one on an old connection.
+	probes := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for _, n := range c.nodes {
+		r := &replica{id: n.Name}
+		r.proc = replicaproc.New(replicaproc.Options{
+			Binary:          opts.Binary,
+			Args:            c.args(n.Slot, r),
+			LogPath:         filepath.Join(c.logDir(), n.Name+".log"),
+			OwnProcessGroup: true,
+			OnCrash:         func(err error) { c.crashed(n, err) },
+			HTTP:            probes,
+		})
+		c.replicas = append(c.replicas, r)
 		cc, err := grpc.NewClient(n.GRPCAddr(), append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 		if err != nil {
 			return nil, fmt.Errorf("admin connection to %s: %w", n.Name, err)
@@ -194,20 +206,10 @@ func (c *Cluster) SlotOfAddr(addr string) int {
 }
 
 // Running reports whether the slot's process is alive (paused or not).
-func (c *Cluster) Running(slot int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	p := c.replicas[slot-1].proc
-	return p != nil && !p.exited()
-}
+func (c *Cluster) Running(slot int) bool { return c.replicas[slot-1].proc.Running() }
 
 // Paused reports whether the slot's process is stopped with SIGSTOP.
-func (c *Cluster) Paused(slot int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := c.replicas[slot-1]
-	return r.paused && r.proc != nil && !r.proc.exited()
-}
+func (c *Cluster) Paused(slot int) bool { return c.replicas[slot-1].proc.Paused() }
 
 // Crashes lists replica exits the harness did not cause.
 func (c *Cluster) Crashes() []string {
@@ -216,104 +218,87 @@ func (c *Cluster) Crashes() []string {
 	return append([]string(nil), c.crashes...)
 }
 
-// args builds the serve command line of a slot's current replica.
-func (c *Cluster) args(slot int, r *replica) []string {
+// args builds the serve command line of a slot's replica r: an initial
+// member bootstraps with every node as a peer, a replacement joins through
+// the other nodes.
+func (c *Cluster) args(slot int, r *replica) replicaproc.ServeArgs {
 	n := c.nodes[slot-1]
-	args := []string{c.opts.Binary, "serve",
-		"--backend", c.BackendURL(),
-		"--id", r.id,
-		"--data-dir", filepath.Join(c.opts.Dir, "data", r.id),
-		"--grpc-addr", n.GRPCAddr(),
-		"--raft-addr", n.RaftAddr(),
-		"--http-addr", n.HTTPAddr(),
-		"--log-format", "text",
+	args := replicaproc.ServeArgs{
+		Backend:         c.BackendURL(),
+		ID:              r.id,
+		DataDir:         filepath.Join(c.opts.Dir, "data", r.id),
+		GRPCAddr:        n.GRPCAddr(),
+		RaftAddr:        n.RaftAddr(),
+		HTTPAddr:        n.HTTPAddr(),
+		LogFormat:       "text",
+		ReadConsistency: c.opts.ReadConsistency,
+		UnsafeSkipFence: c.opts.UnsafeSkipFence,
+		Extra:           c.opts.ExtraArgs,
 	}
 	if r.generation == 0 {
-		var peers []string
+		args.BootstrapExpect = len(c.nodes)
 		for _, p := range c.nodes {
-			peers = append(peers, p.Name+"="+p.RaftAddr())
+			args.Peers = append(args.Peers, replicaproc.Peer{ID: p.Name, RaftAddr: p.RaftAddr()})
 		}
-		args = append(args, "--bootstrap-expect", strconv.Itoa(len(c.nodes)), "--peers", strings.Join(peers, ","))
 	} else {
-		var join []string
 		for _, p := range c.nodes {
 			if p.Slot != slot {
-				join = append(join, p.GRPCAddr())
+				args.Join = append(args.Join, p.GRPCAddr())
 			}
 		}
-		args = append(args, "--join", strings.Join(join, ","))
 	}
-	if c.opts.ReadConsistency != "" {
-		args = append(args, "--read-consistency", c.opts.ReadConsistency)
-	}
-	if c.opts.UnsafeSkipFence {
-		args = append(args, "--unsafe-skip-fence")
-	}
-	return append(args, c.opts.ExtraArgs...)
+	return args
 }
 
 // StartNode starts the slot's replica if it is not running.
 func (c *Cluster) StartNode(slot int) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := c.replicas[slot-1]
-	if r.proc != nil && !r.proc.exited() {
-		return nil
-	}
 	n := c.nodes[slot-1]
-	argv := c.args(slot, r)
-	header := fmt.Sprintf("=== jepsen %s: starting %s as replica %s: %s", time.Now().Format(time.RFC3339Nano), n.Name, r.id, strings.Join(argv, " "))
-	p, err := spawn(argv, filepath.Join(c.logDir(), n.Name+".log"), header, func(p *process) { c.exited(slot, p) })
-	if err != nil {
+	p := c.replicas[slot-1].proc
+	if err := p.Spawn(); err != nil {
+		if errors.Is(err, replicaproc.ErrRunning) {
+			return nil
+		}
 		return fmt.Errorf("%s: %w", n.Name, err)
 	}
-	r.proc, r.paused = p, false
-	c.log.Info("started replica", "node", n.Name, "id", r.id, "pid", p.cmd.Process.Pid)
+	c.log.Info("started replica", "node", n.Name, "id", c.ID(slot), "pid", p.PID())
 	return nil
 }
 
-// exited records an exit the harness did not ask for.
-func (c *Cluster) exited(slot int, p *process) {
-	if p.intended.Load() {
-		return
-	}
-	n := c.nodes[slot-1]
-	msg := fmt.Sprintf("%s %s: replica exited on its own (%v); see %s", time.Now().Format(time.RFC3339), n.Name, p.err,
+// crashed records an exit the harness did not ask for.
+func (c *Cluster) crashed(n Node, err error) {
+	msg := fmt.Sprintf("%s %s: replica exited on its own (%v); see %s", time.Now().Format(time.RFC3339), n.Name, err,
 		filepath.Join(c.logDir(), n.Name+".log"))
-	c.log.Error("replica exited unexpectedly", "node", n.Name, "err", p.err)
+	c.log.Error("replica exited unexpectedly", "node", n.Name, "err", err)
 	c.mu.Lock()
 	c.crashes = append(c.crashes, msg)
 	c.mu.Unlock()
 }
 
-func (c *Cluster) proc(slot int) *process {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.replicas[slot-1].proc
-}
-
 // KillNode sends SIGKILL to the slot's replica and waits for it to exit.
 func (c *Cluster) KillNode(ctx context.Context, slot int) error {
-	p := c.proc(slot)
-	if p == nil {
-		return nil
-	}
-	if err := p.kill(ctx); err != nil {
+	if err := c.replicas[slot-1].proc.Kill(ctx); err != nil {
+		if errors.Is(err, replicaproc.ErrNotRunning) {
+			return nil
+		}
 		return err
 	}
-	c.setPaused(slot, false)
 	c.log.Info("killed replica", "node", c.nodes[slot-1].Name)
 	return nil
 }
 
-// StopNode stops the slot's replica gracefully (SIGTERM).
+// StopNode stops the slot's replica gracefully (SIGTERM), killing it after
+// stopGrace. How it exited is logged, not returned: the harness only needs
+// it gone.
 func (c *Cluster) StopNode(ctx context.Context, slot int) error {
-	p := c.proc(slot)
-	if p == nil {
+	err := c.replicas[slot-1].proc.Stop(ctx, stopGrace)
+	var exit *exec.ExitError
+	switch {
+	case err == nil, errors.Is(err, replicaproc.ErrNotRunning):
+		return nil
+	case errors.As(err, &exit), errors.Is(err, replicaproc.ErrKilled):
+		c.log.Warn("replica did not stop cleanly", "node", c.nodes[slot-1].Name, "err", err)
 		return nil
 	}
-	err := p.stop(ctx, stopGrace)
-	c.setPaused(slot, false)
 	return err
 }
 
@@ -326,38 +311,37 @@ func (c *Cluster) RestartNode(ctx context.Context, slot int) error {
 	return c.StartNode(slot)
 }
 
-// PauseNode stops the slot's process with SIGSTOP.
-func (c *Cluster) PauseNode(slot int) error {
-	p := c.proc(slot)
-	if p == nil || p.exited() {
-		return fmt.Errorf("%s is not running", c.nodes[slot-1].Name)
+// PauseNode stops the slot's process with SIGSTOP and returns once every
+// thread of it is stopped, so that a pause fault is recorded as started
+// only when the replica can no longer act.
+func (c *Cluster) PauseNode(ctx context.Context, slot int) error {
+	if err := c.replicas[slot-1].proc.Pause(ctx); err != nil {
+		return fmt.Errorf("pause %s: %w", c.nodes[slot-1].Name, err)
 	}
-	if err := p.signal(syscall.SIGSTOP); err != nil {
-		return err
-	}
-	c.setPaused(slot, true)
 	c.log.Info("paused replica", "node", c.nodes[slot-1].Name)
 	return nil
 }
 
 // ResumeNode continues a paused process (SIGCONT).
 func (c *Cluster) ResumeNode(slot int) error {
-	p := c.proc(slot)
-	if p == nil {
-		return nil
-	}
-	if err := p.signal(syscall.SIGCONT); err != nil {
+	if err := c.replicas[slot-1].proc.Resume(); err != nil {
+		if errors.Is(err, replicaproc.ErrNotRunning) {
+			return nil
+		}
 		return err
 	}
-	c.setPaused(slot, false)
 	c.log.Info("resumed replica", "node", c.nodes[slot-1].Name)
 	return nil
 }
 
-func (c *Cluster) setPaused(slot int, paused bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.replicas[slot-1].paused = paused
+// PID returns the process id of the slot's replica, or 0 when it does not
+// run.
+func (c *Cluster) PID(slot int) int {
+	p := c.replicas[slot-1].proc
+	if !p.Running() {
+		return 0
+	}
+	return p.PID()
 }
 
 // WipeNode deletes the data dir of the slot's replica, which must not be
@@ -374,14 +358,19 @@ func (c *Cluster) WipeNode(slot int) error {
 }
 
 // renew gives the slot a new replica id that joins the cluster when
-// started, and returns it.
-func (c *Cluster) renew(slot int) string {
+// started, and returns it. The slot's replica must not run.
+func (c *Cluster) renew(slot int) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.replicas[slot-1]
-	r.generation++
-	r.id = fmt.Sprintf("%s-r%d", c.nodes[slot-1].Name, r.generation)
-	return r.id
+	next := *r
+	next.generation++
+	next.id = fmt.Sprintf("%s-r%d", c.nodes[slot-1].Name, next.generation)
+	if err := r.proc.SetArgs(c.args(slot, &next)); err != nil {
+		return "", fmt.Errorf("renew %s: %w", c.nodes[slot-1].Name, err)
+	}
+	r.generation, r.id = next.generation, next.id
+	return r.id, nil
 }
 
 // Close stops every replica (gracefully, in parallel) and PostgreSQL.
@@ -406,6 +395,3 @@ func (c *Cluster) Close(ctx context.Context) {
 		}
 	}
 }
-
-// errNotRunning: a call needed a running replica in a slot.
-var errNotRunning = errors.New("not running")

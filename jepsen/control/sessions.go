@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/hacommit/committer/cluster/replicaproc"
 )
 
 // BackendSessions returns the process ids of the PostgreSQL server
@@ -24,11 +26,10 @@ import (
 // pg_stat_activity by the client port (every replica connects from
 // 127.0.0.1, so the port is what tells them apart).
 func (c *Cluster) BackendSessions(ctx context.Context, slot int) ([]int, error) {
-	p := c.proc(slot)
-	if p == nil || p.exited() {
-		return nil, fmt.Errorf("%s: %w", c.nodes[slot-1].Name, errNotRunning)
+	pid := c.PID(slot)
+	if pid == 0 {
+		return nil, fmt.Errorf("%s: %w", c.nodes[slot-1].Name, replicaproc.ErrNotRunning)
 	}
-	pid := p.cmd.Process.Pid
 	inodes, err := socketInodes(pid)
 	if err != nil {
 		return nil, err

@@ -34,7 +34,7 @@ type Runner struct {
 	c   *control.Cluster
 	fw  *netns.Firewall
 	sh  *netns.Shaper
-	rec *history.Recorder
+	rec recorder
 	log *slog.Logger
 
 	// mu guards backendDown and stalled.
@@ -72,6 +72,11 @@ func (r *Runner) note(format string, args ...any) {
 	r.mu.Unlock()
 }
 
+// recorder is where a Runner writes fault events: *history.Recorder.
+type recorder interface {
+	Add(history.Event) history.Event
+}
+
 // NewRunner returns a runner over the cluster and the namespace's network.
 func NewRunner(c *control.Cluster, fw *netns.Firewall, sh *netns.Shaper, rec *history.Recorder, log *slog.Logger) *Runner {
 	if log == nil {
@@ -83,7 +88,15 @@ func NewRunner(c *control.Cluster, fw *netns.Firewall, sh *netns.Shaper, rec *hi
 // fault is a step resolved against the live cluster.
 type fault struct {
 	targets []string
-	inject  func(ctx context.Context) error
+	// inject, if set, puts the fault in effect; its start is recorded when
+	// inject returns.
+	inject func(ctx context.Context) error
+	// then, if set, runs once the fault is recorded as started, before the
+	// hold: the rest of a fault that has steps (a transfer away from a
+	// stalled leader), or the whole of a fault that is an event rather than
+	// a state (a leadership transfer, a PostgreSQL restart), which is in
+	// effect as soon as it begins.
+	then func(ctx context.Context) error
 	// during, if set, runs while the fault is held, until its context ends.
 	during func(ctx context.Context)
 	heal   func(ctx context.Context) error
@@ -112,17 +125,32 @@ func (r *Runner) execute(ctx context.Context, s Step) {
 		r.log.Warn("skipping a fault", "fault", s.Kind, "err", err)
 		return
 	}
+	r.apply(ctx, s, f)
+}
+
+// apply injects f, holds it for the step's hold, and heals it. The fault's
+// start is recorded once the injection has returned, that is once the fault
+// is in effect (a paused replica has every thread stopped, a killed one is
+// reaped, a partition's rules are in place), so the history never shows a
+// fault as started while its target could still act.
+func (r *Runner) apply(ctx context.Context, s Step, f fault) {
 	base := history.Event{Process: history.NemesisProcess, F: history.FNemesis, Fault: string(s.Kind), Targets: f.targets}
-	inv := base
-	inv.Type = history.Invoke
-	r.rec.Add(inv)
 	r.log.Info("fault starts", "fault", s.Kind, "targets", f.targets, "hold", s.Hold)
 
 	// Injection and healing run to completion even when the run ends, so
 	// that no fault is left half-done; only the hold is cut short.
 	bg := context.WithoutCancel(ctx)
 	ictx, cancel := context.WithTimeout(bg, healTimeout)
-	injectErr := f.inject(ictx)
+	var injectErr error
+	if f.inject != nil {
+		injectErr = f.inject(ictx)
+	}
+	inv := base
+	inv.Type = history.Invoke
+	r.rec.Add(inv)
+	if injectErr == nil && f.then != nil {
+		injectErr = f.then(ictx)
+	}
 	cancel()
 	if injectErr == nil {
 		hctx, cancel := context.WithTimeout(ctx, s.Hold)
@@ -276,7 +304,7 @@ func (r *Runner) kill(slots ...int) fault {
 func (r *Runner) pause(slot int) fault {
 	return fault{
 		targets: r.names(slot),
-		inject:  func(context.Context) error { return r.c.PauseNode(slot) },
+		inject:  func(ctx context.Context) error { return r.c.PauseNode(ctx, slot) },
 		heal:    func(context.Context) error { return r.c.ResumeNode(slot) },
 	}
 }
@@ -305,7 +333,8 @@ func (r *Runner) removeAdd(slot int) fault {
 func (r *Runner) replace(slot int) fault {
 	return fault{
 		targets: r.names(slot),
-		inject: func(ctx context.Context) error {
+		inject:  func(ctx context.Context) error { return r.c.KillNode(ctx, slot) },
+		then: func(ctx context.Context) error {
 			id, err := r.c.ReplaceNode(ctx, slot)
 			if err == nil {
 				r.log.Info("replaced replica", "node", r.c.Node(slot).Name, "new_id", id)
@@ -325,7 +354,7 @@ func (r *Runner) transfer(leader, target int) fault {
 	}
 	return fault{
 		targets: targets,
-		inject: func(ctx context.Context) error {
+		then: func(ctx context.Context) error {
 			got, err := r.c.TransferLeadership(ctx, target)
 			if err == nil {
 				r.log.Info("leadership transferred", "to", got)
@@ -361,7 +390,7 @@ func (r *Runner) terminate() fault {
 func (r *Runner) restartBackend() fault {
 	return fault{
 		targets: []string{BackendTarget},
-		inject: func(ctx context.Context) error {
+		then: func(ctx context.Context) error {
 			err := r.c.RestartBackend(ctx)
 			r.mu.Lock()
 			r.backendDown = err != nil
@@ -394,13 +423,16 @@ func (r *Runner) stallLeader(leader int) fault {
 				return err
 			}
 			r.log.Debug("stalled the leader's backend sessions", "leader", r.c.Node(leader).Name, "pids", pids)
+			return nil
+		},
+		then: func(ctx context.Context) error {
 			// While it still leads, every write of the cluster reaches the
 			// stalled leader and waits there, so that no key moves on
 			// until the sessions resume.
 			if !sleepFor(ctx, stallPileUp) {
 				return ctx.Err()
 			}
-			_, err = r.c.TransferLeadership(ctx, 0)
+			_, err := r.c.TransferLeadership(ctx, 0)
 			return err
 		},
 		heal: func(context.Context) error { return r.continueStalled() },
