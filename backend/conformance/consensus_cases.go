@@ -12,9 +12,9 @@ import (
 	"github.com/hacommit/committer/backend"
 )
 
-// testSpecCases runs SPEC §4 conformance cases 1-9 in order on one store; each
-// case builds on the state the previous one left, so the first failing case
-// stops the sequence.
+// testSpecCases runs conformance cases 1-9 (docs/architecture.md §2.5,
+// Conformance cases) in order on one store; each case builds on the state the
+// previous one left, so the first failing case stops the sequence.
 func testSpecCases(t *testing.T, s backend.Consensus) {
 	ctx := t.Context()
 	const k, o, f = "K", "O", "F"

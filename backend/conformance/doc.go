@@ -1,7 +1,8 @@
 // Package conformance is the executable form of the persist consensus
-// contract (SPEC §4, DESIGN-NOTES §3). Every implementation of
-// backend.Consensus, storage or layer, runs it with one call from its own
-// tests:
+// contract (docs/architecture.md §2, Wire contract and errors, whose §2.5
+// lists the numbered cases) and of the fencing rules (docs/architecture.md
+// §5, Fencing). Every implementation of backend.Consensus, storage or layer,
+// runs it with one call from its own tests:
 //
 //	conformance.RunConsensus(t, func(t *testing.T) backend.Consensus { ... })
 //	conformance.Run(t, func(t *testing.T) backend.Fencer { ... })

@@ -118,9 +118,10 @@ func testUnboundHandle(t *testing.T, s backend.Fencer) {
 	wantScan(t, ctx, s, "a", 0, all, []backend.VersionedData{vd(0, "a0"), vd(1, "a1"), vd(2, "a2"), vd(3, "a3")})
 }
 
-// testFenceStopsRacingWriters is the DESIGN-NOTES §3 test: writers at epoch 5
-// keep writing while epoch 6 fences. Once Fence(6) has returned, no epoch 5
-// write may take effect, so the state seen right after the fence is final.
+// testFenceStopsRacingWriters is the writer-storm test of docs/architecture.md
+// §5.3 (Fencing, the ordering argument): writers at epoch 5 keep writing
+// while epoch 6 fences. Once Fence(6) has returned, no epoch 5 write may take
+// effect, so the state seen right after the fence is final.
 func testFenceStopsRacingWriters(t *testing.T, s backend.Fencer) {
 	const writers, nShards = 8, 32
 	const committedBeforeFence = 32 // commits to see before fencing

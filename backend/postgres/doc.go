@@ -7,8 +7,9 @@
 // statement the service runs, and the mapping of database errors to the
 // determinate / indeterminate error model of package backend.
 //
-// Every statement is valid on both databases (see COCKROACHDB.md rules
-// cited next to each one) and is commented with why it is linearizable under
+// Every statement is valid on both databases (the CockroachDB rule each one
+// relies on is stated next to it in sql.go; docs/architecture.md §5.5
+// summarizes them) and is commented with why it is linearizable under
 // SERIALIZABLE and READ COMMITTED, and why it stays on the primary-key index.
 //
 // Writes (CaS, multi-CaS, truncate) are bound to a leadership epoch: each is

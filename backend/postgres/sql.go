@@ -93,7 +93,7 @@ WHERE sequence_number >= 0`
 //     write before a Fence that finished earlier in real time.
 //   - CockroachDB SERIALIZABLE: FOR SHARE is a no-op unless shared locks are
 //     enabled by a session setting; the plain read is enough there
-//     (COCKROACHDB.md, "Fence row under SERIALIZABLE"): the bump is ordered
+//     (docs/architecture.md §5.2, SERIALIZABLE on CockroachDB): the bump is ordered
 //     after every read of the row, and a writer pushed past the bump fails its
 //     refresh with 40001 and sees the new epoch on retry.
 //   - CockroachDB READ COMMITTED: a real replicated shared lock, with the

@@ -333,7 +333,7 @@ func (c *Cache) CompareAndSet(ctx context.Context, shard string, v backend.Versi
 	c.mu.Lock()
 	if e, ok := c.cachedLocked(shard); ok && e.v.SeqNo >= v.SeqNo {
 		// The cached head c >= v.SeqNo > v.SeqNo-1, and heads never
-		// decrease (DESIGN-NOTES §2).
+		// decrease (docs/architecture.md §4, CaS fast-fail from the cache).
 		c.stats.CASFastFails++
 		c.mu.Unlock()
 		return false, nil

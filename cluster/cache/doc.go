@@ -6,7 +6,8 @@
 // answers Head from it, and answers a CaS whose expected seqno is already
 // behind the cached head with "mismatch" without a round trip: a shard's head
 // never decreases, so the mismatch is true at the moment of the answer
-// (DESIGN-NOTES §1-2).
+// (docs/architecture.md §3, Why cached heads are linearizable, and §4, CaS
+// fast-fail from the cache).
 //
 // The cache is only correct while every write goes through it; the owner
 // clears it whenever leadership changes hands.

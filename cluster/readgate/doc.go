@@ -1,5 +1,5 @@
 // Package readgate makes leader reads linearizable without writing to the
-// Raft log (DESIGN-NOTES §4).
+// Raft log (docs/architecture.md §6, Reads).
 //
 // A read that arrives at time a may be answered from the leader's state only
 // if the node was still the leader at some moment at or after a. The gate
@@ -10,4 +10,9 @@
 // ends and serves all of them at once. Joining the round already in flight
 // would be the classic stale-read bug, since its heartbeats may predate the
 // read.
+//
+// Known gap (docs/architecture.md §6.4): the round starts after the read, but
+// raft.VerifyLeader may count an acknowledgement of a heartbeat sent before
+// the round started (a leader paused with such a response buffered), so the
+// evidence itself can predate the read. Closing it is an open issue.
 package readgate

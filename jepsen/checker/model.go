@@ -65,8 +65,9 @@ type shardState struct {
 	floor uint64
 }
 
-// shardModel is the sequential specification of one shard (SPEC §4). It is
-// partitioned by key so that porcupine checks each shard on its own.
+// shardModel is the sequential specification of one shard
+// (docs/architecture.md §2.2, Semantics). It is partitioned by key so that
+// porcupine checks each shard on its own.
 func shardModel() porcupine.Model {
 	return porcupine.Model{
 		Partition:                 partitionByKey,

@@ -30,7 +30,8 @@ func wantPass(t *testing.T, r checker.Result, keys, ops, failed, indeterminate i
 	}
 }
 
-// The conformance sequence of SPEC §4, recorded as a sequential history.
+// The conformance sequence (cases 1-9 of docs/architecture.md §2.5), recorded
+// as a sequential history.
 func TestSequentialConformanceHistoryPasses(t *testing.T) {
 	b := newBuilder()
 	big := strings.Repeat("a", 10<<10)

@@ -45,9 +45,10 @@ func wantDeterminate(t *testing.T, what string, err, sentinel error, phrases ...
 	}
 }
 
-// TestInvalidInputReachesClientAsDeterminateError checks every bad input of
-// SPEC §4 end to end. The server's data limit (1 KiB) is below the
-// backend's, so the data-size rejection can only come from the server.
+// TestInvalidInputReachesClientAsDeterminateError checks every bad input
+// docs/architecture.md §2.2 lists, end to end. The server's data limit (1 KiB)
+// is below the backend's, so the data-size rejection can only come from the
+// server.
 func TestInvalidInputReachesClientAsDeterminateError(t *testing.T) {
 	store := rpctest.OpenBolt(t, bolt.Options{MaxDataBytes: 1 << 20, Logger: quietLogger()})
 	srv := rpctest.Serve(t, store, server.Config{MaxDataBytes: 1024, Logger: quietLogger()})

@@ -28,10 +28,11 @@ const (
 
 // FuzzValidateRequests decodes arbitrary bytes as each request message and
 // checks request validation against an independent statement of the rules:
-// a request is rejected iff it has a problem SPEC §4 lists (or a CaS lacks
-// its version), the rejection is a determinate invalid-argument error whose
-// wire form says so and names one of the problems present, and an accepted
-// request reaches the backend with its fields unchanged.
+// a request is rejected iff it has a problem docs/architecture.md §2.2 lists
+// (or a CaS lacks its version), the rejection is a determinate
+// invalid-argument error whose wire form says so and names one of the
+// problems present, and an accepted request reaches the backend with its
+// fields unchanged.
 func FuzzValidateRequests(f *testing.F) {
 	f.Fuzz(func(t *testing.T, kind uint8, raw []byte) {
 		switch kind % kinds {

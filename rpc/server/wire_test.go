@@ -26,7 +26,8 @@ import (
 
 const service = "/mz_persist_committer.ProtoPersistConsensus/"
 
-// Field numbers and enum values of the protocol (SPEC §3).
+// Field numbers and enum values of the protocol (docs/architecture.md §2.1;
+// rpc/proto/mz_persist_committer/consensus.proto).
 const (
 	resultOk  = 1 // Proto<Rpc>Response.ok
 	resultErr = 2 // Proto<Rpc>Response.err
