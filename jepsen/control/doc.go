@@ -4,7 +4,8 @@
 // namespace (package netns).
 //
 // It owns the processes' lifecycle (start, graceful stop, SIGKILL,
-// SIGSTOP/SIGCONT, data-dir wipe, replacement under a new replica id), their
+// SIGSTOP/SIGCONT, data-dir wipe, replacement under a new replica id) through
+// package cluster/replicaproc, which the multi-process tests share; their
 // logs (one file per node under <out>/nodes), the operator calls the harness
 // makes through the Admin service (status, membership, leadership transfer),
 // leader discovery, the count of elections seen while polling, and the

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hacommit/committer/internal/backoff"
 	"github.com/hacommit/committer/jepsen/control"
 	"github.com/hacommit/committer/jepsen/control/netns"
 	"github.com/hacommit/committer/jepsen/history"
@@ -377,7 +378,7 @@ func (r *Runner) terminate() fault {
 		targets: []string{BackendTarget},
 		inject:  kill,
 		during: func(ctx context.Context) {
-			for sleepFor(ctx, 700*time.Millisecond) {
+			for backoff.Sleep(ctx, 700*time.Millisecond) {
 				if err := kill(ctx); err != nil && ctx.Err() == nil {
 					r.log.Warn("terminating backend sessions", "err", err)
 				}
@@ -429,7 +430,7 @@ func (r *Runner) stallLeader(leader int) fault {
 			// While it still leads, every write of the cluster reaches the
 			// stalled leader and waits there, so that no key moves on
 			// until the sessions resume.
-			if !sleepFor(ctx, stallPileUp) {
+			if !backoff.Sleep(ctx, stallPileUp) {
 				return ctx.Err()
 			}
 			_, err := r.c.TransferLeadership(ctx, 0)
@@ -491,7 +492,7 @@ func (r *Runner) HealAll(ctx context.Context) error {
 		}
 		r.addMissingVoters(ctx)
 		r.restartStrays(ctx, straySince)
-		if !sleepFor(ctx, 500*time.Millisecond) {
+		if !backoff.Sleep(ctx, 500*time.Millisecond) {
 			return fmt.Errorf("cluster did not heal: %w", err)
 		}
 	}
@@ -553,20 +554,5 @@ func (r *Runner) addMissingVoters(ctx context.Context) {
 
 // sleepUntil waits until t and reports whether ctx is still live.
 func sleepUntil(ctx context.Context, t time.Time) bool {
-	return sleepFor(ctx, time.Until(t))
-}
-
-// sleepFor waits d and reports whether ctx is still live.
-func sleepFor(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return backoff.Sleep(ctx, time.Until(t))
 }
