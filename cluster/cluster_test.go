@@ -64,7 +64,7 @@ func startCluster(t *testing.T, n int, opts ...func(*embed.Config)) *testCluster
 		tc.nodes = append(tc.nodes, nd)
 	}
 	for _, nd := range tc.nodes {
-		cfg := embed.Config{ID: nd.id, DataDir: nd.dataDir, RaftAddr: nd.raftAddr, BootstrapExpect: n, Peers: peers}
+		cfg := embed.Config{ID: nd.id, DataDir: nd.dataDir, RaftAddr: nd.raftAddr, BootstrapExpect: n, Peers: peers, Backend: store}
 		for _, o := range opts {
 			o(&cfg)
 		}
@@ -79,11 +79,14 @@ func startCluster(t *testing.T, n int, opts ...func(*embed.Config)) *testCluster
 	return tc
 }
 
-// start runs nd on a fresh gRPC port with cfg over the cluster's store.
+// start runs nd on a fresh gRPC port with cfg, over the cluster's store
+// unless cfg names a backend.
 func (tc *testCluster) start(nd *node, cfg embed.Config) {
 	t := tc.t
 	cfg.GRPCAddr = "127.0.0.1:0"
-	cfg.Backend = tc.store
+	if cfg.Backend == nil {
+		cfg.Backend = tc.store
+	}
 	cfg.Logger = quiet()
 	srv, err := embed.Start(cfg)
 	if err != nil {

@@ -21,3 +21,6 @@ func (r *Replica) FSMState() fsm.State { return r.fsm.State() }
 
 // LastSnapshotIndex returns the index of the newest snapshot on disk.
 func (r *Replica) LastSnapshotIndex() string { return r.raft.Stats()["last_snapshot_index"] }
+
+// CurrentTerm returns Raft's current term.
+func (r *Replica) CurrentTerm() uint64 { return r.raft.CurrentTerm() }

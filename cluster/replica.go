@@ -68,6 +68,10 @@ type Replica struct {
 	removed     atomic.Bool
 	leaving     atomic.Bool
 
+	// stepDownTerm, when not 0, asks the lifecycle to hand leadership of
+	// that term away (see transferAway).
+	stepDownTerm atomic.Uint64
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -230,16 +234,18 @@ func (r *Replica) consumeNotifications() {
 }
 
 // setNotReady drops readiness; with only set, only if that term is current.
-func (r *Replica) setNotReady(only *leaderTerm) {
+// It reports whether it dropped a term.
+func (r *Replica) setNotReady(only *leaderTerm) bool {
 	r.lifeMu.Lock()
 	defer r.lifeMu.Unlock()
 	cur := r.leader.Load()
 	if cur == nil || (only != nil && cur != only) {
-		return
+		return false
 	}
 	r.leader.Store(nil)
 	cur.cache.Clear()
 	r.readinessChanged()
+	return true
 }
 
 func (r *Replica) readinessChanged() {
@@ -269,6 +275,13 @@ func (r *Replica) lifecycle() {
 			return
 		case <-r.kick:
 		case <-retry.C:
+		}
+		if term := r.stepDownTerm.Swap(0); term != 0 && r.stillLeader(term) {
+			r.setNotReady(nil)
+			r.log.Warn("handing leadership away: this term cannot serve", "term", term)
+			if err := r.raft.LeadershipTransfer().Error(); err != nil {
+				r.log.Warn("leadership transfer after fencing failed", "term", term, "err", err)
+			}
 		}
 		if r.raft.State() != raft.Leader {
 			r.setNotReady(nil)
@@ -313,7 +326,7 @@ func (r *Replica) establish(term uint64) error {
 			if errors.Is(err, backend.ErrFenced) {
 				// A higher epoch is stored: some other leader of a later term
 				// exists or existed. Serving is impossible in this term.
-				r.transferAway()
+				r.transferAway(term)
 			}
 			return fmt.Errorf("fence epoch %d: %w", term, err)
 		}
@@ -386,23 +399,26 @@ func (r *Replica) cacheStats() (metrics.CacheStats, bool) {
 	return metrics.FromCache(lt.term, lt.cache.Stats()), true
 }
 
-func (r *Replica) transferAwayIfLeader() {
-	if r.raft.State() == raft.Leader {
-		r.transferAway()
+// stepDownFrom ends term lt after one of its writes was fenced: a later
+// epoch is stored, so some later leader exists or existed. It drops lt's
+// readiness and has the lifecycle hand leadership away, but only while lt is
+// this replica's current term. A write of an older term that reaches the
+// backend after this replica was re-elected and fenced again is fenced too,
+// and says only that the older term is over, which is already known: the
+// current term must not be deposed for it.
+func (r *Replica) stepDownFrom(lt *leaderTerm) {
+	if r.setNotReady(lt) && r.raft.CurrentTerm() == lt.term {
+		r.transferAway(lt.term)
 	}
 }
 
-// transferAway hands leadership to another voter without waiting; used when
-// this replica cannot serve (fenced by a later epoch).
-func (r *Replica) transferAway() {
-	r.setNotReady(nil)
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		if err := r.raft.LeadershipTransfer().Error(); err != nil {
-			r.log.Warn("leadership transfer after fencing failed", "err", err)
-		}
-	}()
+// transferAway asks the lifecycle goroutine to hand leadership of term to
+// another voter; used when this replica cannot serve in that term (fenced
+// by a later epoch). The lifecycle owns the transfer, so no goroutine is
+// started here and nothing outlives Close.
+func (r *Replica) transferAway(term uint64) {
+	r.stepDownTerm.Store(term)
+	r.kickLifecycle()
 }
 
 // verifyLeader is the read gate's confirmation round. It returns an error

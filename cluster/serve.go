@@ -50,10 +50,10 @@ func (r *Replica) onReadyLeader(kind opKind, run func(context.Context, backend.C
 		err := run(ctx, lt.store)
 		if errors.Is(err, backend.ErrFenced) {
 			// Fenced writes change nothing, so the request may go on to the
-			// leader of the later term.
-			r.log.Warn("a write was fenced: a later leader exists; stepping down", "term", lt.term)
-			r.setNotReady(lt)
-			r.transferAwayIfLeader()
+			// leader of the later term (or to this replica's own later
+			// term, when lt is an older one).
+			r.log.Warn("a write was fenced: a later epoch is stored", "term", lt.term)
+			r.stepDownFrom(lt)
 			return false, err
 		}
 		return true, err
