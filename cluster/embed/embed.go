@@ -53,6 +53,9 @@ type Config struct {
 	// MaxDataBytes bounds one version's data at the gRPC server; 0 takes
 	// backend.DefaultMaxDataBytes.
 	MaxDataBytes int
+	// RequestTimeout bounds calls that arrive without a deadline; 0 takes
+	// server.DefaultRequestTimeout.
+	RequestTimeout time.Duration
 	// Timeouts tune Raft; zero fields take cluster.DefaultTimeouts.
 	Timeouts cluster.Timeouts
 	// Cache bounds the leader's head cache.
@@ -155,7 +158,7 @@ func Start(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("replica %s: %w", cfg.ID, err)
 	}
-	s.grpc = server.New(m.InstrumentRPC(s.replica), server.Config{MaxDataBytes: cfg.MaxDataBytes, Logger: cfg.Logger})
+	s.grpc = server.New(m.InstrumentRPC(s.replica), server.Config{MaxDataBytes: cfg.MaxDataBytes, DefaultTimeout: cfg.RequestTimeout, Logger: cfg.Logger})
 	adminserver.Register(s.grpc.GRPC(), s.replica)
 	go s.serve(func() error { return s.grpc.Serve(s.grpcLis) })
 	if s.httpLis != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/hacommit/committer/backend/backendurl"
 	"github.com/hacommit/committer/cluster"
 	"github.com/hacommit/committer/cluster/embed"
+	"github.com/hacommit/committer/rpc/server"
 )
 
 // Default listen addresses: every interface on committer's ports.
@@ -71,6 +72,7 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 	fs.IntVar(&cfg.MaxDataBytes, "max-data-bytes", backend.DefaultMaxDataBytes, "largest version payload accepted, in bytes")
 	fs.StringVar(&cfg.Isolation, "isolation", "serializable", "PostgreSQL transaction isolation: serializable or read-committed")
 	fs.Int32Var(&cfg.PGMaxConns, "pg-max-conns", 0, "PostgreSQL connection pool size (0: the backend's default)")
+	fs.DurationVar(&cfg.Replica.RequestTimeout, "request-timeout", server.DefaultRequestTimeout, "deadline given to calls that arrive without one, so an unresponsive database cannot hold them forever")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight calls before cancelling them")
 
 	r := &cfg.Replica
@@ -126,6 +128,9 @@ func runServe(ctx context.Context, stop func(), cfg serveConfig, log *slog.Logge
 	}
 	if rc.ID == "" {
 		return errors.New("--id is required (the host name could not be read)")
+	}
+	if rc.RequestTimeout <= 0 {
+		return fmt.Errorf("--request-timeout must be positive, got %v", rc.RequestTimeout)
 	}
 	if rc.BootstrapExpect == 0 && len(rc.Join) == 0 && len(rc.Peers) == 0 {
 		// Without cluster flags a fresh data dir forms a one-replica cluster

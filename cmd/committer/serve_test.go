@@ -212,6 +212,8 @@ func TestEnvironmentAndFlagErrors(t *testing.T) {
 			`--log-level "chatty"`},
 		{"isolation is checked", map[string]string{"COMMITTER_ISOLATION": "snapshot"}, []string{"serve", "--backend", "bolt:///x"},
 			`--isolation: unknown isolation level "snapshot"`},
+		{"positive request timeout", nil, []string{"serve", "--backend", "bolt:///x", "--request-timeout", "0s"},
+			"--request-timeout must be positive, got 0s"},
 		{"positive data limit", nil, []string{"serve", "--backend", "bolt:///x", "--max-data-bytes", "0"},
 			"--max-data-bytes must be positive, got 0"},
 		{"bolt cannot back a multi-replica cluster", nil, []string{"serve", "--backend", "bolt:///x", "--bootstrap-expect", "3", "--peers", "a=127.0.0.1:1,b=127.0.0.1:2,c=127.0.0.1:3"},

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -19,7 +20,16 @@ type Config struct {
 	MaxDataBytes int
 	// Logger receives operation failures; nil means slog.Default().
 	Logger *slog.Logger
+	// DefaultTimeout bounds every call that arrives without a deadline, so
+	// that a black-holed database cannot hold one forever; <= 0 means
+	// DefaultRequestTimeout. Calls with a deadline keep theirs.
+	DefaultTimeout time.Duration
 }
+
+// DefaultRequestTimeout bounds calls that arrive without a deadline. It is
+// above the Go client's default call timeout, so that only clients that set
+// none meet it.
+const DefaultRequestTimeout = time.Minute
 
 // Consensus implements the ProtoPersistConsensus service over a
 // backend.Consensus. Each call runs with the gRPC handler's context, so a

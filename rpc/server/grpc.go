@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -30,11 +31,29 @@ type Server struct {
 // options (e.g. credentials or interceptors). Further services can be
 // registered on GRPC() before Serve.
 func New(store backend.Consensus, cfg Config, opts ...grpc.ServerOption) *Server {
-	gs := grpc.NewServer(append(wire.ServerOptions(), opts...)...)
+	timeout := cfg.DefaultTimeout
+	if timeout <= 0 {
+		timeout = DefaultRequestTimeout
+	}
+	base := append(wire.ServerOptions(), grpc.ChainUnaryInterceptor(boundWithoutDeadline(timeout)))
+	gs := grpc.NewServer(append(base, opts...)...)
 	NewConsensus(store, cfg).Register(gs)
 	hs := RegisterHealthAndReflection(gs)
 	hs.SetServingStatus(ConsensusServiceName, healthpb.HealthCheckResponse_SERVING)
 	return &Server{grpc: gs, health: hs}
+}
+
+// boundWithoutDeadline gives a call that arrived without a deadline one of
+// d, for every service on the server.
+func boundWithoutDeadline(d time.Duration) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		return handler(ctx, req)
+	}
 }
 
 // RegisterHealthAndReflection adds the standard health service (reporting
