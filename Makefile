@@ -65,7 +65,7 @@ $(TOOLS)/.grpcurl-$(GRPCURL_VERSION):
 # buf runs the plugins from bin/tools (local plugins only, no remote ones).
 BUF := PATH="$(TOOLS):$$PATH" $(TOOLS)/buf
 
-proto: tools ## regenerate the Go code of rpc/proto into rpc/consensuspb and rpc/adminpb
+proto: tools ## regenerate the Go code of rpc/proto into rpc/consensuspb, rpc/adminpb and rpc/peerpb
 	$(BUF) build
 	$(BUF) generate
 

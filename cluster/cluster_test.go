@@ -39,14 +39,14 @@ type node struct {
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	store backend.Fencer
 	nodes []*node
 }
 
 // startCluster bootstraps n replicas sharing one bolt store (one process, so
 // the embedded backend can be shared as in `committer dev`).
-func startCluster(t *testing.T, n int, opts ...func(*embed.Config)) *testCluster {
+func startCluster(t testing.TB, n int, opts ...func(*embed.Config)) *testCluster {
 	t.Helper()
 	store, err := bolt.Open(filepath.Join(t.TempDir(), "data.db"), bolt.Options{})
 	if err != nil {

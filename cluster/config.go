@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/cluster/cache"
 	"github.com/hacommit/committer/metrics"
@@ -113,9 +115,18 @@ type Config struct {
 	// It exists only so the correctness harness can prove it catches the
 	// resulting anomalies; never set it in production.
 	UnsafeSkipFence bool
+	// UnsafeSkipShardExclusion lets writes to the same shard reach the
+	// backend concurrently, so a multi-CaS is no longer atomic under READ
+	// COMMITTED. A canary for the correctness harness; never set it in
+	// production.
+	UnsafeSkipShardExclusion bool
 	// PeerDialer connects to other replicas for forwarding and membership
 	// calls (package rpc/peer over gRPC). The replica owns it and closes it.
 	PeerDialer PeerDialer
+	// WrapRaftTransport, if set, wraps Raft's network transport. It is a
+	// seam for tests that hold or drop Raft messages to reproduce a timing
+	// window deterministically; never set it in production.
+	WrapRaftTransport func(raft.Transport) raft.Transport
 	// Metrics, if set, receives the cluster's metrics (Raft state and term,
 	// leadership changes, fence events, readiness, forwards, the cache).
 	Metrics *metrics.Metrics

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/hacommit/committer/fsm"
@@ -22,5 +23,12 @@ func (r *Replica) FSMState() fsm.State { return r.fsm.State() }
 // LastSnapshotIndex returns the index of the newest snapshot on disk.
 func (r *Replica) LastSnapshotIndex() string { return r.raft.Stats()["last_snapshot_index"] }
 
-// CurrentTerm returns Raft's current term.
-func (r *Replica) CurrentTerm() uint64 { return r.raft.CurrentTerm() }
+// SetReadRoundHook makes h run each time a read confirmation round has
+// started gathering its evidence.
+func (r *Replica) SetReadRoundHook(h func()) { r.roundStarted.Store(&h) }
+
+// Raft returns the replica's Raft instance.
+func (r *Replica) Raft() *raft.Raft { return r.raft }
+
+// ConfirmLeadership runs one read confirmation round.
+func (r *Replica) ConfirmLeadership() (uint64, error) { return r.confirmLeadership() }

@@ -338,14 +338,22 @@ func (r *Replica) transferHere(ctx context.Context, target string) (fsm.Member, 
 		return fsm.Member{}, 0, fmt.Errorf("leadership transfer: %w", err)
 	}
 	// Wait until a leader is known (the transfer returns when the target
-	// started its election).
+	// started its election) and its addresses are recorded (a replica
+	// records its own once it leads, if it had not yet), so the answer says
+	// where to reach it.
+	var known fsm.Member
 	for {
 		if _, lid := r.raft.LeaderWithID(); lid != "" && string(lid) != r.cfg.ID {
-			m := r.memberRecord(r.fsm.State(), string(lid), "")
-			return m, r.raft.CurrentTerm(), nil
+			known = r.memberRecord(r.fsm.State(), string(lid), "")
+			if known.GRPCAddr != "" {
+				return known, r.raft.CurrentTerm(), nil
+			}
 		}
 		select {
 		case <-ctx.Done():
+			if known.ID != "" {
+				return known, r.raft.CurrentTerm(), nil
+			}
 			return fsm.Member{}, 0, fmt.Errorf("waiting for the new leader: %w", ctx.Err())
 		case <-time.After(retryPause):
 		}
@@ -428,3 +436,6 @@ func (r *Replica) IsLeader() bool { return r.raft.State() == raft.Leader }
 
 // ReadConsistency returns how this replica serves reads.
 func (r *Replica) ReadConsistency() ReadConsistency { return r.cfg.ReadConsistency }
+
+// CurrentTerm returns this replica's current Raft term.
+func (r *Replica) CurrentTerm() uint64 { return r.raft.CurrentTerm() }

@@ -17,6 +17,7 @@ import (
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/cluster/cache"
 	"github.com/hacommit/committer/cluster/readgate"
+	"github.com/hacommit/committer/cluster/shardlock"
 	"github.com/hacommit/committer/fsm"
 	"github.com/hacommit/committer/internal/hclogslog"
 	"github.com/hacommit/committer/metrics"
@@ -32,7 +33,8 @@ const raftOpTimeout = 10 * time.Second
 type leaderTerm struct {
 	term  uint64
 	cache *cache.Cache
-	// store is the cache over the backend bound to this term's epoch.
+	// store is what requests of this term run on: per-shard write
+	// exclusion over the cache over the backend bound to this term's epoch.
 	store backend.Consensus
 }
 
@@ -67,6 +69,10 @@ type Replica struct {
 	wasMember   atomic.Bool
 	removed     atomic.Bool
 	leaving     atomic.Bool
+
+	// roundStarted, if set (by tests), is called once a read confirmation
+	// round has started gathering its evidence.
+	roundStarted atomic.Pointer[func()]
 
 	// stepDownTerm, when not 0, asks the lifecycle to hand leadership of
 	// that term away (see transferAway).
@@ -107,7 +113,7 @@ func Open(cfg Config) (*Replica, error) {
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.peers = cfg.PeerDialer
-	r.gate = readgate.New(r.verifyLeader)
+	r.gate = readgate.New(r.confirmLeadership)
 
 	if err := r.startRaft(); err != nil {
 		r.cancel()
@@ -174,7 +180,11 @@ func (r *Replica) startRaft() (err error) {
 	if err != nil {
 		return fmt.Errorf("raft state: %w", err)
 	}
-	ra, err := raft.NewRaft(rc, r.fsm, stores, stores, snaps, transport)
+	var trans raft.Transport = transport
+	if r.cfg.WrapRaftTransport != nil {
+		trans = r.cfg.WrapRaftTransport(transport)
+	}
+	ra, err := raft.NewRaft(rc, r.fsm, stores, stores, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}
@@ -339,7 +349,13 @@ func (r *Replica) establish(term uint64) error {
 		store = r.cfg.Backend
 	}
 	c := cache.New(store, r.cfg.Cache)
-	lt := &leaderTerm{term: term, cache: c, store: c}
+	// Writes hold their shards above the cache, so that a later write to a
+	// shard waits for the earlier one and is decided after it (a multi-CaS
+	// holds all of its shards: docs/architecture.md §7.3).
+	lt := &leaderTerm{term: term, cache: c, store: shardlock.Exclusive(c, shardlock.New())}
+	if r.cfg.UnsafeSkipShardExclusion {
+		lt.store = c
+	}
 	// Prefetch is best effort: a failure only costs cache misses later.
 	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
 	if err := c.Prefetch(pctx, r.fsm.State().HotShards); err != nil {
@@ -419,20 +435,6 @@ func (r *Replica) stepDownFrom(lt *leaderTerm) {
 func (r *Replica) transferAway(term uint64) {
 	r.stepDownTerm.Store(term)
 	r.kickLifecycle()
-}
-
-// verifyLeader is the read gate's confirmation round. It returns an error
-// unless one quorum round in a single, unchanged term succeeded; the caller
-// compares the term with the term it is about to read from.
-func (r *Replica) verifyLeader() (uint64, error) {
-	before := r.raft.CurrentTerm()
-	if err := r.raft.VerifyLeader().Error(); err != nil {
-		return 0, err
-	}
-	if after := r.raft.CurrentTerm(); after != before {
-		return 0, fmt.Errorf("term changed from %d to %d during leadership check", before, after)
-	}
-	return before, nil
 }
 
 // Close leaves gracefully: a leader hands leadership to another voter first,

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/hacommit/committer/metrics"
 	"github.com/hacommit/committer/rpc/adminserver"
 	"github.com/hacommit/committer/rpc/peer"
+	"github.com/hacommit/committer/rpc/peerserver"
 	"github.com/hacommit/committer/rpc/server"
 )
 
@@ -48,8 +50,10 @@ type Config struct {
 	Join            []string
 	// ReadConsistency defaults to cluster.Linearizable.
 	ReadConsistency cluster.ReadConsistency
-	// UnsafeSkipFence: see cluster.Config. Never set it in production.
-	UnsafeSkipFence bool
+	// UnsafeSkipFence and UnsafeSkipShardExclusion: see cluster.Config.
+	// Never set them in production.
+	UnsafeSkipFence          bool
+	UnsafeSkipShardExclusion bool
 	// MaxDataBytes bounds one version's data at the gRPC server; 0 takes
 	// backend.DefaultMaxDataBytes.
 	MaxDataBytes int
@@ -65,6 +69,8 @@ type Config struct {
 	Backend backend.Fencer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// WrapRaftTransport: see cluster.Config; tests only.
+	WrapRaftTransport func(raft.Transport) raft.Transport
 }
 
 // Server is a running replica with its gRPC and HTTP servers.
@@ -137,29 +143,32 @@ func Start(cfg Config) (_ *Server, err error) {
 	m := metrics.New(s.registry)
 
 	s.replica, err = cluster.Open(cluster.Config{
-		ID:              cfg.ID,
-		DataDir:         cfg.DataDir,
-		RaftBind:        cfg.RaftAddr,
-		RaftAdvertise:   raftAdv,
-		GRPCAddr:        s.grpcAddr,
-		HTTPAddr:        s.httpAddr,
-		Backend:         m.InstrumentBacking(cfg.Backend),
-		ReadConsistency: cfg.ReadConsistency,
-		BootstrapExpect: cfg.BootstrapExpect,
-		Peers:           cfg.Peers,
-		Join:            cfg.Join,
-		Cache:           cfg.Cache,
-		Timeouts:        cfg.Timeouts,
-		UnsafeSkipFence: cfg.UnsafeSkipFence,
-		PeerDialer:      peer.NewDialer(s.grpcAddr),
-		Metrics:         m,
-		Logger:          cfg.Logger,
+		ID:                       cfg.ID,
+		DataDir:                  cfg.DataDir,
+		RaftBind:                 cfg.RaftAddr,
+		RaftAdvertise:            raftAdv,
+		GRPCAddr:                 s.grpcAddr,
+		HTTPAddr:                 s.httpAddr,
+		Backend:                  m.InstrumentBacking(cfg.Backend),
+		ReadConsistency:          cfg.ReadConsistency,
+		BootstrapExpect:          cfg.BootstrapExpect,
+		Peers:                    cfg.Peers,
+		Join:                     cfg.Join,
+		Cache:                    cfg.Cache,
+		Timeouts:                 cfg.Timeouts,
+		UnsafeSkipFence:          cfg.UnsafeSkipFence,
+		UnsafeSkipShardExclusion: cfg.UnsafeSkipShardExclusion,
+		PeerDialer:               peer.NewDialer(s.grpcAddr),
+		WrapRaftTransport:        cfg.WrapRaftTransport,
+		Metrics:                  m,
+		Logger:                   cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("replica %s: %w", cfg.ID, err)
 	}
 	s.grpc = server.New(m.InstrumentRPC(s.replica), server.Config{MaxDataBytes: cfg.MaxDataBytes, DefaultTimeout: cfg.RequestTimeout, Logger: cfg.Logger})
 	adminserver.Register(s.grpc.GRPC(), s.replica)
+	peerserver.Register(s.grpc.GRPC(), s.replica)
 	go s.serve(func() error { return s.grpc.Serve(s.grpcLis) })
 	if s.httpLis != nil {
 		s.http = &http.Server{Handler: opshttp.Handler(s.replica, s.registry), ReadHeaderTimeout: 10 * time.Second}
@@ -169,6 +178,9 @@ func Start(cfg Config) (_ *Server, err error) {
 	}
 	if cfg.UnsafeSkipFence {
 		s.log.Warn("UNSAFE: this replica serves as leader without fencing the backend; for correctness testing only")
+	}
+	if cfg.UnsafeSkipShardExclusion {
+		s.log.Warn("UNSAFE: this replica lets writes to one shard reach the backend concurrently; for correctness testing only")
 	}
 	s.log.Info("serving persist consensus API", "id", cfg.ID, "grpc_addr", s.grpcLis.Addr().String(), "grpc_advertise", s.grpcAddr,
 		"raft_advertise", s.replica.Self().RaftAddr, "http_addr", s.httpAddr, "read_consistency", s.replica.ReadConsistency())

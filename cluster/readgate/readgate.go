@@ -7,8 +7,9 @@ import (
 )
 
 // Verifier confirms leadership with a quorum round and returns the term it
-// confirmed. It must return once the round is decided (hashicorp/raft's
-// VerifyLeader future always completes, also on shutdown).
+// confirmed. Its evidence must be produced after it was called, and it must
+// return once the round is decided (the replica's bounds every call by the
+// election timeout).
 type Verifier func() (term uint64, err error)
 
 // Gate shares leadership-confirmation rounds among concurrent reads.

@@ -89,6 +89,8 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 	fs.StringVar(&cfg.ReadConsistency, "read-consistency", string(cluster.Linearizable), "linearizable, or leader (skips the leadership check: a documented stale-read window)")
 	fs.BoolVar(&r.UnsafeSkipFence, "unsafe-skip-fence", false, "serve as leader without fencing the backend; breaks safety, exists only for correctness testing")
 	_ = fs.MarkHidden("unsafe-skip-fence")
+	fs.BoolVar(&r.UnsafeSkipShardExclusion, "unsafe-skip-shard-exclusion", false, "let writes to one shard reach the backend concurrently (multi-CaS no longer atomic under read-committed); breaks safety, exists only for correctness testing")
+	_ = fs.MarkHidden("unsafe-skip-shard-exclusion")
 	fs.DurationVar(&r.Timeouts.Heartbeat, "raft-heartbeat-timeout", cluster.DefaultTimeouts().Heartbeat, "Raft heartbeat timeout: a follower starts an election after this long without a leader")
 	fs.DurationVar(&r.Timeouts.Election, "raft-election-timeout", cluster.DefaultTimeouts().Election, "Raft election timeout")
 	_ = cmd.MarkFlagRequired("backend") // the flag exists: cannot fail

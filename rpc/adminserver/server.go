@@ -143,8 +143,9 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok && status.Code(err) != codes.Unknown {
 		return err // a forwarded call's status passes through unchanged
 	}
-	if errors.Is(err, raft.ErrNotLeader) && !backend.IsDeterminate(err) {
-		// Raft refused before appending anything.
+	if (errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress)) && !backend.IsDeterminate(err) {
+		// Raft refused before appending anything: not the leader, or a
+		// leadership transfer is under way.
 		err = backend.Determinatef("%w: %w", backend.ErrNotLeader, err)
 	}
 	if refused := wire.AdminRefusal(err); refused != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/hacommit/committer/fsm"
 	"github.com/hacommit/committer/rpc/adminpb"
 	"github.com/hacommit/committer/rpc/client"
+	"github.com/hacommit/committer/rpc/peerpb"
 	"github.com/hacommit/committer/rpc/wire"
 )
 
@@ -69,7 +70,7 @@ func (d *Dialer) Dial(addr string) (cluster.PeerClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{Consensus: client.FromConn(cc), cc: cc, admin: adminpb.NewAdminClient(cc)}
+	c := &Conn{Consensus: client.FromConn(cc), cc: cc, admin: adminpb.NewAdminClient(cc), peer: peerpb.NewPeerClient(cc)}
 	d.conns[addr] = c
 	return c, nil
 }
@@ -94,6 +95,7 @@ type Conn struct {
 	backend.Consensus
 	cc    *grpc.ClientConn
 	admin adminpb.AdminClient
+	peer  peerpb.PeerClient
 }
 
 var _ cluster.PeerClient = (*Conn)(nil)
@@ -154,4 +156,14 @@ func (c *Conn) LastLeaderContact(ctx context.Context) (time.Duration, error) {
 		return lc.AsDuration(), nil
 	}
 	return -1, nil
+}
+
+// CurrentTerm asks the peer for its current Raft term, as of the moment it
+// answers.
+func (c *Conn) CurrentTerm(ctx context.Context, leaderTerm uint64, leaderID string) (uint64, error) {
+	resp, err := c.peer.CurrentTerm(ctx, &peerpb.CurrentTermRequest{LeaderTerm: leaderTerm, LeaderId: leaderID})
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetTerm(), nil
 }
