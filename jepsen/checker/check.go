@@ -35,9 +35,14 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// KeyResult is the linearizability outcome of one shard.
+// KeyResult is the linearizability outcome of one search: of a key, or of
+// keys linked through multi_cas operations, searched together because a
+// multi_cas is one atomic step on all of them (see searchPartitions).
 type KeyResult struct {
-	Key      string                `json:"key"`
+	// Key is the search's label: its keys joined by "+".
+	Key string `json:"key"`
+	// Keys are the keys searched, sorted.
+	Keys     []string              `json:"keys"`
 	Ops      int                   `json:"ops"`
 	Result   porcupine.CheckResult `json:"result"`
 	Duration time.Duration         `json:"duration_ns"`
@@ -52,20 +57,27 @@ type Result struct {
 	// Keys is the number of shards checked for linearizability; Ops the
 	// number of client operations in the history.
 	Keys, Ops int
-	// Linearizable is Ok only if every key is Ok, Illegal if any key is.
+	// Linearizable is Ok only if every partition is Ok, Illegal if any is.
 	Linearizable porcupine.CheckResult
 	// Duration is the checker's wall time.
 	Duration time.Duration
 
-	PerKey      []KeyResult // sorted by key
+	// PerKey has one result per search, sorted by label: one per key, and
+	// for keys linked through multi_cas whose keys each passed alone, one
+	// per linked partition or, above maxJointOps, one per key set of a
+	// multi_cas (see searchPartitions). IllegalKeys and UnknownKeys hold the
+	// labels of the searches that were not Ok.
+	PerKey      []KeyResult
 	IllegalKeys []string
 	UnknownKeys []string
 	// Failed counts operations that failed determinately; Indeterminate
 	// those that completed info or never completed.
 	Failed, Indeterminate int
-	// Pruned counts elements of indeterminate writes left out of the
-	// linearizability search because an acknowledged commit of other data
-	// took their seqno, which proves they had no effect.
+	// Pruned counts elements of indeterminate writes proven to have had no
+	// effect because an acknowledged commit of other data took their seqno.
+	// They are left out of the search of their key; a multi_cas with other
+	// elements still in the search keeps them only as a constraint on where
+	// it took effect.
 	Pruned int
 	// ListKeysChecked counts acknowledged list_keys checked;
 	// DurabilityKeys the keys whose final scan was checked.
@@ -75,15 +87,22 @@ type Result struct {
 	Notes  []string
 	Faults []Fault
 
-	histories []keyHistory
+	histories []partitionHistory
 	timeout   time.Duration
 }
 
-// Check checks a history: linearizability of every shard with porcupine,
+// Check checks a history: linearizability with porcupine, of every key on
+// its own or, for keys linked through multi_cas, of those keys together;
 // duplicate commits, list_keys, and durability of acknowledged writes in the
 // final reads. It never fails: a malformed history is a problem in the
 // result.
 func Check(events []history.Event, opts Options) Result {
+	return check(events, opts, maxJointOps)
+}
+
+// check is Check with maxOps for maxJointOps, so that tests can reach the
+// search of a partition too large to search whole with a small history.
+func check(events []history.Event, opts Options, maxOps int) Result {
 	began := time.Now()
 	timeout := opts.Timeout
 	if timeout == 0 {
@@ -92,14 +111,15 @@ func Check(events []history.Event, opts Options) Result {
 	deadline := began.Add(timeout)
 
 	p := parse(events)
-	hs, malformed, pruned := shardHistories(p)
+	hs, malformed, pruned := partitionHistories(p)
 	r := Result{
-		Pruned:    pruned,
-		Ops:       len(p.ops),
-		Keys:      len(hs),
-		Faults:    p.faults,
-		histories: hs,
-		timeout:   timeout,
+		Pruned:  pruned,
+		Ops:     len(p.ops),
+		Faults:  p.faults,
+		timeout: timeout,
+	}
+	for _, h := range hs {
+		r.Keys += len(h.group.keys)
 	}
 	for _, o := range p.ops {
 		switch o.outcome() {
@@ -113,18 +133,24 @@ func Check(events []history.Event, opts Options) Result {
 	r.Problems = append(r.Problems, malformed...)
 	violated := len(r.Problems) > 0
 
-	r.PerKey = checkLinearizable(hs, deadline)
+	searched := searchPartitions(hs, deadline, maxOps)
+	r.histories, r.PerKey = searched.histories, searched.results
 	var timedOut []string
 	for i, kr := range r.PerKey {
+		h := r.histories[i]
 		switch kr.Result {
 		case porcupine.Illegal:
 			r.IllegalKeys = append(r.IllegalKeys, kr.Key)
-			r.Problems = append(r.Problems, fmt.Sprintf("key %q: not linearizable (%d operations)%s",
-				kr.Key, kr.Ops, explainIllegal(hs[i], deadline)))
+			what := "not linearizable"
+			if h.group.multiKey() {
+				what = "not linearizable with each multi_cas as one atomic step, though every key is linearizable alone"
+			}
+			r.Problems = append(r.Problems, fmt.Sprintf("%s: %s (%d operations)%s",
+				h.group.name(), what, kr.Ops, explainIllegal(h, deadline)))
 		case porcupine.Unknown:
 			r.UnknownKeys = append(r.UnknownKeys, kr.Key)
-			timedOut = append(timedOut, fmt.Sprintf("key %q: linearizability search did not finish within the %s budget (%d operations)",
-				kr.Key, timeout, kr.Ops))
+			timedOut = append(timedOut, fmt.Sprintf("%s: linearizability search did not finish within the %s budget (%d operations)",
+				h.group.name(), timeout, kr.Ops))
 		}
 	}
 	switch {
@@ -145,7 +171,7 @@ func Check(events []history.Event, opts Options) Result {
 	others = append(others, durabilityProblems...)
 	r.ListKeysChecked = listStats.checked
 	r.DurabilityKeys = durStats.keys
-	r.Notes = durStats.notes
+	r.Notes = append(searched.notes, durStats.notes...)
 	r.Problems = append(r.Problems, others...)
 	violated = violated || len(others) > 0
 	r.Problems = append(r.Problems, timedOut...)
@@ -162,10 +188,10 @@ func Check(events []history.Event, opts Options) Result {
 	return r
 }
 
-// checkLinearizable checks every shard on its own, largest first across
-// GOMAXPROCS workers, all sharing one deadline. A shard whose turn comes
+// checkLinearizable checks every partition on its own, largest first across
+// GOMAXPROCS workers, all sharing one deadline. A partition whose turn comes
 // after the deadline is Unknown.
-func checkLinearizable(hs []keyHistory, deadline time.Time) []KeyResult {
+func checkLinearizable(hs []partitionHistory, deadline time.Time) []KeyResult {
 	results := make([]KeyResult, len(hs))
 	order := make([]int, len(hs))
 	for i := range order {
@@ -178,7 +204,7 @@ func checkLinearizable(hs []keyHistory, deadline time.Time) []KeyResult {
 	for range min(runtime.GOMAXPROCS(0), len(hs)) {
 		wg.Go(func() {
 			for i := range work {
-				results[i] = checkKey(hs[i], deadline)
+				results[i] = checkPartition(hs[i], deadline)
 			}
 		})
 	}
@@ -190,28 +216,28 @@ func checkLinearizable(hs []keyHistory, deadline time.Time) []KeyResult {
 	return results
 }
 
-func checkKey(h keyHistory, deadline time.Time) KeyResult {
+func checkPartition(h partitionHistory, deadline time.Time) KeyResult {
 	began := time.Now()
-	kr := KeyResult{Key: h.key, Ops: len(h.ops), Result: porcupine.Unknown}
+	kr := KeyResult{Key: h.group.label, Keys: h.group.keys, Ops: len(h.ops), Result: porcupine.Unknown}
 	// porcupine reads a zero timeout as "no limit".
 	if remaining := time.Until(deadline); remaining > 0 {
-		kr.Result = porcupine.CheckOperationsTimeout(shardModel(), h.ops, remaining)
+		kr.Result = porcupine.CheckOperationsTimeout(partitionModel(false), h.ops, remaining)
 	}
 	kr.Duration = time.Since(began)
 	return kr
 }
 
-// explainIllegal searches a non-linearizable shard again, keeping partial
+// explainIllegal searches a non-linearizable partition again, keeping partial
 // linearizations, and names the operation the longest one could not be
 // extended with: the unplaced operation that returned first. Of several
 // longest orders it takes the one that got furthest in time, so the answer
 // does not depend on the order porcupine reports them in.
-func explainIllegal(h keyHistory, deadline time.Time) string {
+func explainIllegal(h partitionHistory, deadline time.Time) string {
 	remaining := time.Until(deadline)
 	if remaining <= 0 {
 		return ""
 	}
-	model := shardModel()
+	model := partitionModel(false)
 	res, info := porcupine.CheckOperationsVerbose(model, h.ops, remaining)
 	partials := info.PartialLinearizations()
 	if res != porcupine.Illegal || len(partials) != 1 {
@@ -241,9 +267,11 @@ func explainIllegal(h keyHistory, deadline time.Time) string {
 		_, state = model.Step(state, h.ops[id].Input, h.ops[id].Output)
 	}
 	op := h.ops[stuck]
-	return fmt.Sprintf(": the longest valid order places %d of them and leaves the shard %s; no order admits %s (%s, invoked at %s, returned at %s)",
-		len(longest), describeState(state), describeOperation(op.Input, op.Output), describeMetadata(op.Metadata),
-		seconds(op.Call), seconds(op.Return))
+	// Of a partition's state, the shards the stuck operation names are the
+	// ones that tell why it fits nowhere.
+	return fmt.Sprintf(": the longest valid order places %d of them and leaves %s; no order admits %s (%s, invoked at %s, returned at %s)",
+		len(longest), describeShardsOf(state.(*groupState), op.Input.(modelInput)), model.DescribeOperation(op.Input, op.Output),
+		describeMetadata(op.Metadata), seconds(op.Call), seconds(op.Return))
 }
 
 // stuckAfter is the operation outside a partial linearization that returned

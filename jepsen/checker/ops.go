@@ -3,6 +3,7 @@ package checker
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/anishathalye/porcupine"
 
@@ -63,6 +64,15 @@ func (o clientOp) casElements() ([]history.CASOp, []bool, error) {
 		}
 		return []history.CASOp{*o.invoke.CAS}, committed, nil
 	case history.FMultiCAS:
+		// One atomic step cannot apply two elements to one shard; the
+		// workload never asks for it.
+		seen := make(map[string]bool, len(o.invoke.Multi))
+		for _, el := range o.invoke.Multi {
+			if seen[el.Key] {
+				return nil, nil, fmt.Errorf("event #%d: multi_cas names key %q twice", o.invoke.Index, el.Key)
+			}
+			seen[el.Key] = true
+		}
 		var committed []bool
 		if o.acked() {
 			committed = o.done.MultiCommitted
@@ -128,24 +138,22 @@ func parse(events []history.Event) parsed {
 	return p
 }
 
-// keyHistory is the porcupine history of one shard.
-type keyHistory struct {
-	key string
-	ops []porcupine.Operation
-}
-
-// shardHistories turns client operations into per-shard porcupine histories,
-// sorted by key. Failed operations had no effect and are dropped; reads that
-// failed or timed out observed nothing and are dropped; writes with an
-// unknown outcome return at p.end.
+// partitionHistories turns client operations into porcupine histories, one
+// per partition, sorted by label. Keys linked through multi_cas operations
+// that may have taken effect share a partition, in which a multi_cas is one
+// atomic step; every other key is a partition of its own. Failed operations
+// had no effect and are dropped; reads that failed or timed out observed
+// nothing and are dropped; writes with an unknown outcome return at p.end.
 //
-// An indeterminate cas whose seqno was taken by an acknowledged commit of
-// other data certainly did not commit (a seqno holds one version, forever),
-// so it is dropped too: left in, it could be linearized as a no-op at any
-// point, and every such choice multiplies porcupine's search. It returns how
-// many were dropped.
-func shardHistories(p parsed) ([]keyHistory, []string, int) {
-	byKey := make(map[string][]porcupine.Operation)
+// An element of an indeterminate write whose seqno was taken by an
+// acknowledged commit of other data certainly did not commit (a seqno holds
+// one version, forever). A write all of whose elements are such is dropped:
+// left in, it could be linearized as a no-op at any point, and every such
+// choice multiplies porcupine's search. An indeterminate multi_cas with only
+// some such elements stays, with those marked lost: whether its other
+// elements may have committed depends on the point where it happened, which
+// the lost ones constrain. It returns how many elements were found lost.
+func partitionHistories(p parsed) ([]partitionHistory, []string, int) {
 	var problems []string
 	type slot struct {
 		key   string
@@ -163,13 +171,26 @@ func shardHistories(p parsed) ([]keyHistory, []string, int) {
 			}
 		}
 	}
+
+	// Operations are staged without their partition, which is known only
+	// once every multi_cas has been seen.
+	var staged []porcupine.Operation
+	keys := keyUnion{parent: make(map[string]string)}
 	pruned := 0
-	add := func(o clientOp, in shardInput, out shardOutput) {
+	add := func(o clientOp, in modelInput, out modelOutput) {
 		ret := o.returned(p.end)
 		if out.unknown {
 			ret = p.end
 		}
-		byKey[in.key] = append(byKey[in.key], porcupine.Operation{
+		if in.kind == kindMultiCAS {
+			keys.find(in.elements[0].key)
+			for _, el := range in.elements[1:] {
+				keys.union(in.elements[0].key, el.key)
+			}
+		} else {
+			keys.find(in.key)
+		}
+		staged = append(staged, porcupine.Operation{
 			ClientId: o.invoke.Process,
 			Input:    in,
 			Call:     o.invoke.Time,
@@ -187,21 +208,21 @@ func shardHistories(p parsed) ([]keyHistory, []string, int) {
 		switch in.F {
 		case history.FHead:
 			if o.acked() {
-				add(o, shardInput{key: in.Key, kind: kindHead}, shardOutput{head: d.Head})
+				add(o, modelInput{key: in.Key, kind: kindHead}, modelOutput{head: d.Head})
 			}
 		case history.FScan:
 			if o.acked() {
-				add(o, shardInput{key: in.Key, kind: kindScan, from: in.From, limit: in.Limit}, shardOutput{versions: d.Versions})
+				add(o, modelInput{key: in.Key, kind: kindScan, from: in.From, limit: in.Limit}, modelOutput{versions: d.Versions})
 			}
 		case history.FTruncate:
-			input := shardInput{key: in.Key, kind: kindTruncate, seqno: in.SeqNo}
+			input := modelInput{key: in.Key, kind: kindTruncate, seqno: in.SeqNo}
 			switch {
 			case !o.acked():
-				add(o, input, shardOutput{unknown: true})
+				add(o, input, modelOutput{unknown: true})
 			case d.Error == AboveHead:
-				add(o, input, shardOutput{aboveHead: true})
+				add(o, input, modelOutput{aboveHead: true})
 			default:
-				add(o, input, shardOutput{deleted: d.Deleted})
+				add(o, input, modelOutput{deleted: d.Deleted})
 			}
 		case history.FCAS, history.FMultiCAS:
 			elems, committed, err := o.casElements()
@@ -209,32 +230,81 @@ func shardHistories(p parsed) ([]keyHistory, []string, int) {
 				problems = append(problems, "malformed history: "+err.Error())
 				continue
 			}
-			for i, el := range elems {
-				input := shardInput{key: el.Key, kind: kindCAS, seqno: el.SeqNo, data: el.Data, multi: in.F == history.FMultiCAS}
-				if committed == nil {
+			if len(elems) == 0 {
+				continue // an empty multi_cas writes nothing
+			}
+			lost := make([]bool, len(elems))
+			nLost := 0
+			if committed == nil {
+				for i, el := range elems {
 					if data, ok := taken[slot{el.Key, el.SeqNo}]; ok && data != el.Data {
-						pruned++
-						continue
+						lost[i] = true
+						nLost++
 					}
-					add(o, input, shardOutput{unknown: true})
-				} else {
-					add(o, input, shardOutput{committed: committed[i]})
 				}
 			}
+			pruned += nLost
+			if nLost == len(elems) {
+				continue
+			}
+			out := modelOutput{unknown: committed == nil}
+			if in.F == history.FCAS {
+				el := elems[0]
+				if !out.unknown {
+					out.committed = committed[0]
+				}
+				add(o, modelInput{key: el.Key, kind: kindCAS, seqno: el.SeqNo, data: el.Data}, out)
+				continue
+			}
+			input := modelInput{kind: kindMultiCAS, elements: make([]multiElement, len(elems))}
+			for i, el := range elems {
+				input.elements[i] = multiElement{key: el.Key, seqno: el.SeqNo, data: el.Data, lost: lost[i]}
+			}
+			out.multiCommitted = committed
+			add(o, input, out)
 		case history.FListKeys:
 			// Checked on its own: it spans every shard.
 		default:
 			problems = append(problems, fmt.Sprintf("malformed history: event #%d: unknown operation %q", in.Index, in.F))
 		}
 	}
-	keys := make([]string, 0, len(byKey))
-	for k := range byKey {
-		keys = append(keys, k)
+
+	members := make(map[string][]string) // class representative -> keys
+	for key := range keys.parent {
+		root := keys.find(key)
+		members[root] = append(members[root], key)
 	}
-	slices.Sort(keys)
-	out := make([]keyHistory, len(keys))
-	for i, k := range keys {
-		out[i] = keyHistory{key: k, ops: byKey[k]}
+	out := make([]partitionHistory, 0, len(members))
+	for _, ks := range members {
+		slices.Sort(ks)
+		out = append(out, partitionHistory{group: newKeyGroup(ks)})
+	}
+	slices.SortFunc(out, func(a, b partitionHistory) int { return strings.Compare(a.group.label, b.group.label) })
+	type place struct {
+		partition, slot int
+	}
+	placeOf := make(map[string]place, len(keys.parent))
+	for i, h := range out {
+		h.group.index = i
+		for s, key := range h.group.keys {
+			placeOf[key] = place{partition: i, slot: s}
+		}
+	}
+	for _, op := range staged {
+		in := op.Input.(modelInput)
+		var at place
+		if in.kind == kindMultiCAS {
+			at = placeOf[in.elements[0].key]
+			for i := range in.elements {
+				in.elements[i].slot = placeOf[in.elements[i].key].slot
+			}
+		} else {
+			at = placeOf[in.key]
+			in.slot = at.slot
+		}
+		in.group = out[at.partition].group
+		op.Input = in
+		out[at.partition].ops = append(out[at.partition].ops, op)
 	}
 	return out, problems, pruned
 }

@@ -1,6 +1,7 @@
 package checker_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -10,7 +11,8 @@ import (
 	"github.com/hacommit/committer/jepsen/checker"
 )
 
-// wantPass asserts a clean PASS with exact coverage counts.
+// wantPass asserts a clean PASS with exact coverage counts: every key
+// searched alone, and keys linked by multi_cas searched together too.
 func wantPass(t *testing.T, r checker.Result, keys, ops, failed, indeterminate int) {
 	t.Helper()
 	if r.Verdict != checker.Pass || r.Linearizable != porcupine.Ok || len(r.Problems) != 0 {
@@ -20,13 +22,35 @@ func wantPass(t *testing.T, r checker.Result, keys, ops, failed, indeterminate i
 		t.Fatalf("keys %d ops %d failed %d indeterminate %d; want %d %d %d %d",
 			r.Keys, r.Ops, r.Failed, r.Indeterminate, keys, ops, failed, indeterminate)
 	}
-	if len(r.PerKey) != keys || r.IllegalKeys != nil || r.UnknownKeys != nil {
+	alone := 0
+	for _, kr := range r.PerKey {
+		if len(kr.Keys) == 1 {
+			alone++
+		}
+	}
+	if alone != keys || r.IllegalKeys != nil || r.UnknownKeys != nil {
 		t.Fatalf("per key %v, illegal %q, unknown %q", r.PerKey, r.IllegalKeys, r.UnknownKeys)
 	}
 	for _, kr := range r.PerKey {
 		if kr.Result != porcupine.Ok {
 			t.Fatalf("key %q: %s", kr.Key, kr.Result)
 		}
+	}
+}
+
+// searches lists what Check searched as label:operations, in its order.
+func searches(r checker.Result) []string {
+	out := make([]string, len(r.PerKey))
+	for i, kr := range r.PerKey {
+		out[i] = fmt.Sprintf("%s:%d", kr.Key, kr.Ops)
+	}
+	return out
+}
+
+func wantSearches(t *testing.T, r checker.Result, want ...string) {
+	t.Helper()
+	if got := searches(r); !slices.Equal(got, want) {
+		t.Fatalf("searches %q; want %q", got, want)
 	}
 }
 
@@ -93,11 +117,11 @@ func TestSequentialConformanceHistoryPasses(t *testing.T) {
 	if r.ListKeysChecked != 2 || r.DurabilityKeys != 3 || r.Notes != nil {
 		t.Fatalf("list_keys checked %d, durability keys %d, notes %q; want 2, 3, none", r.ListKeysChecked, r.DurabilityKeys, r.Notes)
 	}
-	want := []checker.KeyResult{{Key: "F", Ops: 4}, {Key: "K", Ops: 33}, {Key: "O", Ops: 6}}
-	for i, kr := range r.PerKey {
-		if kr.Key != want[i].Key || kr.Ops != want[i].Ops {
-			t.Fatalf("per key %d: %s with %d ops; want %s with %d", i, kr.Key, kr.Ops, want[i].Key, want[i].Ops)
-		}
+	// the multi_cas of case 9 link the three keys: each is searched alone,
+	// then all of them together with each multi_cas counted once
+	wantSearches(t, r, "F:4", "F+K+O:40", "K:33", "O:6")
+	if together := r.PerKey[1].Keys; !slices.Equal(together, []string{"F", "K", "O"}) {
+		t.Fatalf("keys searched together %q; want [F K O]", together)
 	}
 }
 
@@ -174,10 +198,12 @@ func TestIndeterminateWritesPass(t *testing.T) {
 	if r.DurabilityKeys != 2 || r.Notes != nil {
 		t.Fatalf("durability keys %d, notes %q; want 2 (j and k: nothing acknowledged on m), none", r.DurabilityKeys, r.Notes)
 	}
-	// cas(j, 0, "x") lost its seqno to the acknowledged cas(j, 0, "y")
-	if r.Pruned != 1 || r.PerKey[0].Key != "j" || r.PerKey[0].Ops != 5 {
-		t.Fatalf("pruned %d, per key %+v; want 1 pruned and 5 operations on j", r.Pruned, r.PerKey)
+	// cas(j, 0, "x") lost its seqno to the acknowledged cas(j, 0, "y"), so
+	// j has 5 operations; the multi_cas links k and m
+	if r.Pruned != 1 {
+		t.Fatalf("pruned %d; want 1", r.Pruned)
 	}
+	wantSearches(t, r, "j:5", "k:7", "k+m:8", "m:2")
 }
 
 // Truncation deletes only what still exists, is idempotent, and refuses
@@ -237,6 +263,8 @@ func TestMultiCASPasses(t *testing.T) {
 	if r.ListKeysChecked != 1 || r.DurabilityKeys != 2 {
 		t.Fatalf("list_keys checked %d, durability keys %d; want 1, 2", r.ListKeysChecked, r.DurabilityKeys)
 	}
+	// the failed multi_cas links nothing: d stays a key of its own
+	wantSearches(t, r, "a:5", "a+b+c:8", "b:3", "c:3", "d:1")
 }
 
 func TestFaultsPairsWindows(t *testing.T) {

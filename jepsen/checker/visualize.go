@@ -15,8 +15,10 @@ import (
 const maxSampleOps = 2000
 
 // WriteVisualization writes porcupine's HTML visualization to path: the
-// non-linearizable keys if there are any, otherwise every key if the history
-// is small, or else the smallest keys up to a bounded number of operations.
+// non-linearizable partitions if there are any, otherwise every partition if
+// the history is small, or else the smallest partitions up to a bounded
+// number of operations. The page labels no partition, so when it shows
+// several, every operation names its key.
 // Fault windows appear as annotation rows, one per fault kind, tinted with
 // the kind's FaultColors colour as in the timeline.
 func (r *Result) WriteVisualization(path string) error {
@@ -24,7 +26,7 @@ func (r *Result) WriteVisualization(path string) error {
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	hs := r.visualizedKeys()
+	hs := r.visualizedPartitions()
 	processes := make(map[int]int)
 	for _, h := range hs {
 		for _, op := range h.ops {
@@ -49,7 +51,7 @@ func (r *Result) WriteVisualization(path string) error {
 		}
 	}
 
-	model := shardModel()
+	model := partitionModel(len(hs) > 1)
 	_, info := porcupine.CheckOperationsVerbose(model, ops, timeout)
 	info.AddAnnotations(faultAnnotations(r.Faults))
 
@@ -65,19 +67,29 @@ func (r *Result) WriteVisualization(path string) error {
 	return nil
 }
 
-func (r *Result) visualizedKeys() []keyHistory {
+func (r *Result) visualizedPartitions() []partitionHistory {
 	if len(r.IllegalKeys) > 0 {
-		var out []keyHistory
+		var out []partitionHistory
 		for _, h := range r.histories {
-			if slices.Contains(r.IllegalKeys, h.key) {
+			if slices.Contains(r.IllegalKeys, h.group.label) {
 				out = append(out, h)
 			}
 		}
 		return out
 	}
-	bySize := slices.Clone(r.histories)
-	slices.SortStableFunc(bySize, func(a, b keyHistory) int { return len(a.ops) - len(b.ops) })
-	var out []keyHistory
+	// A projection repeats operations of the linked partition it was cut
+	// from. With nothing illegal, each operation is shown once: in its
+	// partition searched whole, or, for one too large for that, in the
+	// projection on its key alone.
+	searchedWhole := make(map[*keyGroup]bool)
+	for _, h := range r.histories {
+		searchedWhole[h.group] = true
+	}
+	bySize := slices.DeleteFunc(slices.Clone(r.histories), func(h partitionHistory) bool {
+		return h.whole != nil && (searchedWhole[h.whole] || h.group.multiKey())
+	})
+	slices.SortStableFunc(bySize, func(a, b partitionHistory) int { return len(a.ops) - len(b.ops) })
+	var out []partitionHistory
 	total := 0
 	for _, h := range bySize {
 		if len(out) > 0 && total+len(h.ops) > maxSampleOps {
@@ -86,7 +98,7 @@ func (r *Result) visualizedKeys() []keyHistory {
 		out = append(out, h)
 		total += len(h.ops)
 	}
-	slices.SortFunc(out, func(a, b keyHistory) int { return strings.Compare(a.key, b.key) })
+	slices.SortFunc(out, func(a, b partitionHistory) int { return strings.Compare(a.group.label, b.group.label) })
 	return out
 }
 
