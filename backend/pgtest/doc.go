@@ -6,7 +6,10 @@
 // the postgres OS user when the tests run as root, because initdb refuses
 // root), start on a free port with durability turned off for speed, wait
 // until it accepts connections, restart it for fault tests, stop it and remove
-// the directory. Packages use it from TestMain through RunMain, then call
+// the directory. A given directory the postgres user cannot reach (below a
+// directory private to root) gets its data directory placed in a private
+// directory of that user instead, linked from it (see Options.Dir).
+// Packages use it from TestMain through RunMain, then call
 // Require and CreateDatabase in each test:
 //
 //	var srv *pgtest.Server

@@ -279,3 +279,95 @@ func TestDatabaseNameIsAValidIdentifier(t *testing.T) {
 		t.Fatalf("name %q longer than 63 bytes", got)
 	}
 }
+
+// A Dir below a directory private to root (mode 0700, like t.TempDir or a
+// home directory) is out of the postgres user's reach; the server must still
+// start, with its data in a directory of that user, and leave the private
+// directory as it was.
+func TestGivenDirUnderAPrivateDirectoryStarts(t *testing.T) {
+	Require(t, srv)
+	if os.Geteuid() != 0 {
+		t.Skip("not root: the server runs as this user, and only root can run it as postgres, the user a private directory shuts out")
+	}
+	ctx := context.Background()
+	private := t.TempDir()
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(private, "run", "postgres")
+	s, err := Start(ctx, Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("Start under a mode-0700 directory: %v", err)
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		s.RemoveData()
+	})
+	conn := connect(t, s.URL("postgres"))
+	if _, err := conn.Exec(ctx, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('relocated')"); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryString(t, conn, "SELECT v FROM kept"); got != "relocated" {
+		t.Fatalf("value = %q, want relocated", got)
+	}
+	conn.Close(ctx)
+
+	st, err := os.Stat(private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner := st.Sys().(*syscall.Stat_t).Uid; st.Mode().Perm() != 0o700 || owner != 0 {
+		t.Fatalf("%s is mode %o owned by uid %d after Start, want 700 and uid 0 as before", private, st.Mode().Perm(), owner)
+	}
+	link := filepath.Join(dir, dataDirName)
+	target, err := os.Readlink(link)
+	if err != nil {
+		t.Fatalf("%s: %v, want a link to the relocated data", link, err)
+	}
+	if target != s.DataDir() || strings.HasPrefix(target, private) {
+		t.Fatalf("%s -> %s, DataDir %s; want the link to name DataDir, outside %s", link, target, s.DataDir(), private)
+	}
+	if _, err := os.Stat(filepath.Join(target, "PG_VERSION")); err != nil {
+		t.Fatalf("relocated data dir: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, logFileName)); err != nil {
+		t.Fatalf("server log not in Dir: %v", err)
+	}
+	relocated, err := os.Stat(filepath.Dir(target))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if relocated.Mode().Perm() != 0o700 || relocated.Sys().(*syscall.Stat_t).Uid != s.cred.Uid {
+		t.Fatalf("%s is mode %o owned by uid %d, want 700 owned by the postgres user (uid %d)",
+			filepath.Dir(target), relocated.Mode().Perm(), relocated.Sys().(*syscall.Stat_t).Uid, s.cred.Uid)
+	}
+
+	// Stop keeps the data, and the next Start on the Dir finds it again.
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Start(ctx, Options{Dir: dir})
+	if err != nil {
+		t.Fatalf("second Start on the relocated Dir: %v", err)
+	}
+	if s2.DataDir() != target {
+		t.Fatalf("second Start's DataDir %s, want the first one's, %s", s2.DataDir(), target)
+	}
+	if got := queryString(t, connect(t, s2.URL("postgres")), "SELECT v FROM kept"); got != "relocated" {
+		t.Fatalf("value in the reused cluster = %q, want relocated", got)
+	}
+	if err := s2.RemoveData(); err == nil {
+		t.Fatal("RemoveData of a running server succeeded, want an error")
+	}
+	if err := s2.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.RemoveData(); err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range []string{dir, filepath.Dir(target)} {
+		if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("stat %s after RemoveData: %v, want not exist", gone, err)
+		}
+	}
+}

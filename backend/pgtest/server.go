@@ -35,7 +35,14 @@ type Options struct {
 	Port int
 	// Dir holds the data directory, socket and server log. Empty means a new
 	// temporary directory that Stop removes; a given Dir is kept, and an
-	// existing cluster in it is reused.
+	// existing cluster in it is reused (RemoveData deletes it).
+	//
+	// When the server runs as the postgres user (the caller is root) and
+	// that user cannot reach Dir, because a directory above it is private,
+	// the data directory and socket go to a new private directory of the
+	// postgres user in os.TempDir() instead, and Dir/data is a symbolic
+	// link to it; the log stays in Dir. The directories above Dir keep
+	// their permissions.
 	Dir string
 	// Logger receives lifecycle events; nil discards them.
 	Logger *slog.Logger
@@ -46,6 +53,11 @@ const (
 	// tempDirPrefix marks directories this package owns in os.TempDir(), so
 	// leftovers of killed test binaries can be recognised and removed.
 	tempDirPrefix = "pgtest-"
+	// relocatedDirPrefix names the directories that hold the data of a
+	// given Dir the server user cannot reach. It must not match
+	// tempDirPrefix+"*": those are swept away once their owner is gone,
+	// while relocated data belongs to Dir and lives as long as it does.
+	relocatedDirPrefix = "pgdata-"
 	// ownerFile records the pid of the process that created a temp dir.
 	ownerFile   = "owner.pid"
 	logFileName = "postgres.log"
@@ -83,8 +95,11 @@ type Server struct {
 	addr    string
 	root    string // Options.Dir or the temp dir
 	ownsDir bool   // remove root on Stop
-	cred    *syscall.Credential
-	dbSeq   atomic.Uint64
+	// serverDir holds the data directory and the socket: root, or for a
+	// relocated Dir the directory root/data links into.
+	serverDir string
+	cred      *syscall.Credential
+	dbSeq     atomic.Uint64
 
 	// mu serialises start, stop and restart; it is never held while a test
 	// talks to the server.
@@ -138,6 +153,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("pgtest: create dir: %w", err)
 		}
 	}
+	if s.serverDir, err = s.placeServerDir(); err != nil {
+		return nil, err
+	}
 	if err := s.initCluster(ctx); err != nil {
 		s.removeDir()
 		return nil, err
@@ -167,8 +185,34 @@ func (s *Server) URL(database string) string {
 // returns (Restart reuses it), so reading it needs no lock.
 func (s *Server) Port() int { return s.port }
 
-// Dir returns the directory holding the data directory and postgres.log.
+// Dir returns the directory holding the data directory (or a symbolic link
+// to it, see Options.Dir) and postgres.log.
 func (s *Server) Dir() string { return s.root }
+
+// DataDir returns where the data directory really is: Dir()/data, or the
+// target of that link when Dir was out of the server user's reach.
+func (s *Server) DataDir() string { return s.dataDir() }
+
+// RemoveData deletes a stopped server's files: Dir and, when the data was
+// placed elsewhere, that directory too. A caller that keeps a given Dir
+// only while it is worth investigating uses it instead of os.RemoveAll,
+// which would leave the relocated data behind.
+func (s *Server) RemoveData() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		return errors.New("pgtest: RemoveData of a running server")
+	}
+	var errs []error
+	if s.serverDir != s.root {
+		errs = append(errs, os.RemoveAll(s.serverDir))
+	}
+	errs = append(errs, os.RemoveAll(s.root))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("pgtest: %w", err)
+	}
+	return nil
+}
 
 // Stop shuts the server down and removes its temp dir. It is idempotent.
 func (s *Server) Stop() error {
@@ -220,22 +264,110 @@ func serverCredential() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
 }
 
-func (s *Server) dataDir() string { return filepath.Join(s.root, dataDirName) }
+func (s *Server) dataDir() string { return filepath.Join(s.serverDir, dataDirName) }
+
+// logPath is in root even when the data is not: this process opens the log
+// and hands the server the descriptor, so the server needs no access to it.
 func (s *Server) logPath() string { return filepath.Join(s.root, logFileName) }
 
 // socketDir is where the server puts its Unix socket, or "" (no socket) when
 // the path would not fit in a sockaddr_un.
 func (s *Server) socketDir() string {
-	if len(s.root) > maxUnixSocketPath {
+	if len(s.serverDir) > maxUnixSocketPath {
 		return ""
 	}
-	return s.root
+	return s.serverDir
+}
+
+// placeServerDir decides where the data directory and socket go: root,
+// unless the server runs as another user who cannot reach root, in which
+// case they go to a directory that user can reach (see Options.Dir).
+func (s *Server) placeServerDir() (string, error) {
+	if s.cred == nil {
+		// The server runs as this process's user and reaches what it does.
+		return s.root, nil
+	}
+	link := filepath.Join(s.root, dataDirName)
+	if target, err := os.Readlink(link); err == nil {
+		// A cluster relocated by an earlier Start on this Dir.
+		dir := filepath.Dir(target)
+		if err := s.checkReachable(dir); err != nil {
+			return "", err
+		}
+		s.logger.Info("pgtest: reusing relocated data", "dir", s.root, "data", target)
+		return dir, nil
+	}
+	// root itself is handed to the server user (chownTree); what matters is
+	// every directory above it.
+	reach, err := s.reachable(filepath.Dir(s.root))
+	if err != nil || reach {
+		return s.root, err
+	}
+	if _, err := os.Lstat(link); err == nil {
+		return "", fmt.Errorf("pgtest: %s holds a data directory the postgres user cannot reach: a directory above %s is private to its owner (give that user search permission, or start with a new Dir)",
+			link, s.root)
+	}
+	dir, err := os.MkdirTemp("", relocatedDirPrefix)
+	if err != nil {
+		return "", fmt.Errorf("pgtest: create a directory for the data of %s: %w", s.root, err)
+	}
+	// MkdirTemp made it mode 0700: once it is the server user's, only
+	// that user (and root) can enter it.
+	if err := os.Chown(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("pgtest: %w", err)
+	}
+	if err := s.checkReachable(dir); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	if err := os.Symlink(filepath.Join(dir, dataDirName), link); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("pgtest: record where the data of %s is: %w", s.root, err)
+	}
+	s.logger.Info("pgtest: the postgres user cannot reach the given dir; data placed in a private directory of its own",
+		"dir", s.root, "data", filepath.Join(dir, dataDirName))
+	return dir, nil
+}
+
+// checkReachable fails, naming the directory, unless the server user can
+// enter dir.
+func (s *Server) checkReachable(dir string) error {
+	reach, err := s.reachable(dir)
+	if err != nil {
+		return err
+	}
+	if !reach {
+		return fmt.Errorf("pgtest: the postgres user cannot reach %s: a directory on its path is private to its owner", dir)
+	}
+	return nil
+}
+
+// reachable reports whether the server's OS user can enter dir. It asks
+// the kernel rather than reading mode bits, so ACLs and group membership
+// count as they will for the server: it starts the postgres binary as that
+// user in dir, which fails when dir is out of reach.
+func (s *Server) reachable(dir string) (bool, error) {
+	probe := func(in string) error {
+		cmd := s.command(s.bins.postgres, "--version")
+		cmd.Dir = in
+		return cmd.Run()
+	}
+	if err := probe(dir); err == nil {
+		return true, nil
+	}
+	// A child that cannot chdir fails like one that cannot exec; the same
+	// binary started in / tells the two apart.
+	if err := probe("/"); err != nil {
+		return false, fmt.Errorf("pgtest: run %s as the server user: %w", s.bins.postgres, err)
+	}
+	return false, nil
 }
 
 // command builds an exec.Cmd that runs as the server's OS user.
 func (s *Server) command(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
-	cmd.Dir = s.root
+	cmd.Dir = s.serverDir
 	// A clean, fixed environment: PG* variables of the caller (PGDATA,
 	// PGPORT...) must not leak into the throwaway cluster.
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C", "LANG=C", "TZ=UTC"}
@@ -264,13 +396,13 @@ func (s *Server) initCluster(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// chownTree hands the directory to the server's OS user.
+// chownTree hands the directory the server writes in to its OS user.
 func (s *Server) chownTree() error {
 	if s.cred == nil {
 		return nil
 	}
 	uid, gid := int(s.cred.Uid), int(s.cred.Gid)
-	return filepath.WalkDir(s.root, func(path string, _ fs.DirEntry, err error) error {
+	return filepath.WalkDir(s.serverDir, func(path string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

@@ -93,7 +93,10 @@ func runInside(parent context.Context, f runFlags, stdout io.Writer) int {
 	if slices.Contains(families, "slow") && shaper.Kind() == "" {
 		say("warning: %v; slow faults will be skipped", netns.ErrNoShaping)
 	}
-	say("seed %d, %d replicas, %s, nemeses %s, output %s", f.Seed, f.Nodes, f.Time, strings.Join(orNone(families), ","), f.Out)
+	say("seed %d, %d replicas, %s, nemeses %s, isolation %s, output %s", f.Seed, f.Nodes, f.Time, strings.Join(orNone(families), ","), f.Isolation, f.Out)
+	if len(f.ServeArgs) > 0 {
+		say("replica flags: %s", strings.Join(f.replicaFlags(), " "))
+	}
 
 	cluster, err := control.Start(ctx, control.Options{
 		Binary:          f.CommitterBin,
@@ -101,10 +104,16 @@ func runInside(parent context.Context, f runFlags, stdout io.Writer) int {
 		Dir:             f.Out,
 		ReadConsistency: f.ReadConsistency,
 		UnsafeSkipFence: f.UnsafeSkipFence,
+		Isolation:       f.Isolation,
+		ExtraArgs:       f.ServeArgs,
 		Logger:          log,
 	})
 	if err != nil {
 		return fail(err)
+	}
+	if pgData := cluster.PostgresDataDir(); !strings.HasPrefix(pgData, f.Out+string(filepath.Separator)) {
+		say("PostgreSQL data in %s (linked from %s): the postgres user cannot reach %s", pgData,
+			filepath.Join(f.Out, "postgres", "data"), f.Out)
 	}
 	closed := false
 	defer func() {
@@ -119,6 +128,7 @@ func runInside(parent context.Context, f runFlags, stdout io.Writer) int {
 		targets = append(targets, workload.Target{Name: n.Name, Addr: n.GRPCAddr()})
 	}
 	rec := history.NewRecorder()
+	progress := newProgressRecorder(rec)
 	wl, err := workload.New(workload.Config{
 		Targets:      targets,
 		Concurrency:  f.Concurrency,
@@ -126,7 +136,7 @@ func runInside(parent context.Context, f runFlags, stdout io.Writer) int {
 		WriteTimeout: f.OpTimeout,
 		ReadTimeout:  min(f.OpTimeout, 2*time.Second),
 		Logger:       log,
-	}, rec)
+	}, progress)
 	if err != nil {
 		return fail(err)
 	}
@@ -136,15 +146,16 @@ func runInside(parent context.Context, f runFlags, stdout io.Writer) int {
 		return fail(err)
 	}
 	monitor := cluster.MonitorElections(ctx)
-	runner := nemesis.NewRunner(cluster, fw, shaper, rec, log)
+	runner := nemesis.NewRunner(cluster, fw, shaper, progress, log)
 
 	say("running the workload for %s with %d planned faults", f.Time, len(steps))
 	runCtx, endRun := context.WithTimeout(early, f.Time)
 	defer endRun()
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); wl.Run(runCtx) }()
 	go func() { defer wg.Done(); runner.Run(runCtx, rec.Start(), steps) }()
+	go func() { defer wg.Done(); reportProgress(runCtx, progress, rec.Start(), f.ProgressInterval, stdout) }()
 	wg.Wait()
 	workloadEnd := time.Since(rec.Start())
 
@@ -184,8 +195,9 @@ func runInside(parent context.Context, f runFlags, stdout io.Writer) int {
 		Nodes:           f.Nodes,
 		Duration:        f.Time,
 		Nemeses:         orNone(families),
-		ReadConsistency: f.ReadConsistency,
-		UnsafeSkipFence: f.UnsafeSkipFence,
+		ReadConsistency: f.effectiveReadConsistency(),
+		UnsafeSkipFence: f.effectiveSkipFence(),
+		Isolation:       f.Isolation,
 		Elections:       len(terms),
 		CommitterArgs:   f.replicaFlags(),
 	}, events, &res)
@@ -195,10 +207,8 @@ func runInside(parent context.Context, f runFlags, stdout io.Writer) int {
 	if res.Verdict == checker.Pass {
 		// The databases are only worth their space (about 70 MB a minute)
 		// when there is a violation to investigate.
-		for _, dir := range []string{"postgres", "data"} {
-			if err := os.RemoveAll(filepath.Join(f.Out, dir)); err != nil {
-				say("warning: %v", err)
-			}
+		if err := cluster.RemoveData(); err != nil {
+			say("warning: %v", err)
 		}
 	}
 	say("report: %s (workload %s)", filepath.Join(f.Out, report.IndexFile), workloadEnd.Round(time.Millisecond))
@@ -208,19 +218,6 @@ func runInside(parent context.Context, f runFlags, stdout io.Writer) int {
 		return fail(err)
 	}
 	return report.ExitCode(res.Verdict)
-}
-
-// replicaFlags are the flags the run passes to every replica beyond the
-// cluster layout.
-func (f runFlags) replicaFlags() []string {
-	var out []string
-	if f.ReadConsistency != "" {
-		out = append(out, "--read-consistency="+f.ReadConsistency)
-	}
-	if f.UnsafeSkipFence {
-		out = append(out, "--unsafe-skip-fence")
-	}
-	return out
 }
 
 func orNone(s []string) []string {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,10 +33,31 @@ type runFlags struct {
 	Out             string
 	ReadConsistency string
 	UnsafeSkipFence bool
-	CommitterBin    string
-	Concurrency     int
-	OpTimeout       time.Duration
-	CheckTimeout    time.Duration
+	Isolation       string
+	// ServeArgs are further flags for every `committer serve`, as given.
+	ServeArgs        []string
+	CommitterBin     string
+	Concurrency      int
+	OpTimeout        time.Duration
+	CheckTimeout     time.Duration
+	ProgressInterval time.Duration
+}
+
+// The values of --isolation: the PostgreSQL transaction isolation of the
+// replicas, as `committer serve --isolation` spells them.
+const (
+	isolationSerializable  = "serializable"
+	isolationReadCommitted = "read-committed"
+)
+
+// isolationLevels lists the values of --isolation, the default first.
+func isolationLevels() []string { return []string{isolationSerializable, isolationReadCommitted} }
+
+// harnessServeFlags are the `committer serve` flags the harness sets
+// itself, which --serve-arg must not override.
+func harnessServeFlags() []string {
+	return []string{"backend", "id", "data-dir", "grpc-addr", "raft-addr", "http-addr",
+		"bootstrap-expect", "peers", "join", "log-format", "isolation"}
 }
 
 func newRunCommand(code *int) *cobra.Command {
@@ -75,6 +97,9 @@ func newRunCommand(code *int) *cobra.Command {
 	fs.StringVar(&f.Out, "out", "", "directory for the history, report and logs (default: jepsen-out/<time>-seed<seed>)")
 	fs.StringVar(&f.ReadConsistency, "read-consistency", "", "passed to every replica (leader: the stale-read canary)")
 	fs.BoolVar(&f.UnsafeSkipFence, "unsafe-skip-fence", false, "start replicas with --unsafe-skip-fence (the fencing canary)")
+	fs.StringVar(&f.Isolation, "isolation", isolationSerializable, "PostgreSQL transaction isolation of every replica: "+strings.Join(isolationLevels(), " or "))
+	fs.StringArrayVar(&f.ServeArgs, "serve-arg", nil, "a further `flag` for every replica's committer serve, as one word, --name or --name=value (repeatable), e.g. --serve-arg=--unsafe-skip-fence")
+	fs.DurationVar(&f.ProgressInterval, "progress-interval", 5*time.Second, "print a progress line this often while the workload runs (0: never)")
 	fs.StringVar(&f.CommitterBin, "committer-bin", "", "committer binary (default: go build ./cmd/committer into <out>/bin)")
 	fs.IntVar(&f.Concurrency, "concurrency", 12, "number of client workers")
 	fs.DurationVar(&f.OpTimeout, "op-timeout", 5*time.Second, "timeout of a write; reads time out after min(op-timeout, 2s)")
@@ -100,12 +125,74 @@ func (f *runFlags) validate() error {
 	if f.OpTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--op-timeout %s: must be positive", f.OpTimeout))
 	}
-	switch f.ReadConsistency {
-	case "", "linearizable", "leader":
-	default:
-		errs = append(errs, fmt.Errorf("--read-consistency %q: want linearizable or leader", f.ReadConsistency))
+	if !slices.Contains(isolationLevels(), f.Isolation) {
+		errs = append(errs, fmt.Errorf("--isolation %q: want %s", f.Isolation, strings.Join(isolationLevels(), " or ")))
+	}
+	for _, arg := range f.ServeArgs {
+		name, _, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+		switch {
+		case !strings.HasPrefix(arg, "--") || name == "":
+			errs = append(errs, fmt.Errorf("--serve-arg %q: want one word, --name or --name=value", arg))
+		case name == "isolation":
+			errs = append(errs, fmt.Errorf("--serve-arg %q: use --isolation, which the report records", arg))
+		case slices.Contains(harnessServeFlags(), name):
+			errs = append(errs, fmt.Errorf("--serve-arg %q: the harness sets --%s itself", arg, name))
+		}
+	}
+	if rc := f.effectiveReadConsistency(); !slices.Contains([]string{"", "linearizable", "leader"}, rc) {
+		errs = append(errs, fmt.Errorf("--read-consistency %q: want linearizable or leader", rc))
+	}
+	if f.ProgressInterval < 0 {
+		errs = append(errs, fmt.Errorf("--progress-interval %s: must not be negative (0 turns progress lines off)", f.ProgressInterval))
 	}
 	return errors.Join(errs...)
+}
+
+// replicaFlags are the flags the run passes to every replica beyond the
+// cluster layout, in the order they are given: the later of two wins.
+func (f runFlags) replicaFlags() []string {
+	out := []string{"--isolation=" + f.Isolation}
+	if f.ReadConsistency != "" {
+		out = append(out, "--read-consistency="+f.ReadConsistency)
+	}
+	if f.UnsafeSkipFence {
+		out = append(out, "--unsafe-skip-fence")
+	}
+	return append(out, f.ServeArgs...)
+}
+
+// effectiveReadConsistency is the --read-consistency the replicas get,
+// from --read-consistency or a --serve-arg ("": the replica's default).
+func (f runFlags) effectiveReadConsistency() string {
+	value, _ := lastFlagValue(f.replicaFlags(), "read-consistency")
+	return value
+}
+
+// effectiveSkipFence says whether the replicas skip the fence, from
+// --unsafe-skip-fence or a --serve-arg.
+func (f runFlags) effectiveSkipFence() bool {
+	value, set := lastFlagValue(f.replicaFlags(), "unsafe-skip-fence")
+	if !set {
+		return false
+	}
+	if value == "" {
+		return true
+	}
+	on, err := strconv.ParseBool(value)
+	return err == nil && on
+}
+
+// lastFlagValue finds the last --name or --name=value word in args, as
+// the replica's flag parser would take it.
+func lastFlagValue(args []string, name string) (value string, set bool) {
+	for _, arg := range args {
+		if arg == "--"+name {
+			value, set = "", true
+		} else if v, ok := strings.CutPrefix(arg, "--"+name+"="); ok {
+			value, set = v, true
+		}
+	}
+	return value, set
 }
 
 // runOutside prepares the run (flags, output directory, binary), creates
@@ -168,10 +255,15 @@ func runOutside(ctx context.Context, f runFlags, stdout, stderr io.Writer) int {
 		"--out", out,
 		"--read-consistency", f.ReadConsistency,
 		"--unsafe-skip-fence=" + strconv.FormatBool(f.UnsafeSkipFence),
+		"--isolation", f.Isolation,
 		"--committer-bin", bin,
 		"--concurrency", strconv.Itoa(f.Concurrency),
 		"--op-timeout", f.OpTimeout.String(),
 		"--check-timeout", f.CheckTimeout.String(),
+		"--progress-interval", f.ProgressInterval.String(),
+	}
+	for _, arg := range f.ServeArgs {
+		args = append(args, "--serve-arg="+arg)
 	}
 	child := netns.Command(name, args)
 	child.Stdout, child.Stderr = stdout, stderr

@@ -69,6 +69,10 @@ type Options struct {
 	// (empty: the replica's default).
 	ReadConsistency string
 	UnsafeSkipFence bool
+	// Isolation is passed to every replica as --isolation (the PostgreSQL
+	// transaction isolation: serializable or read-committed); empty: the
+	// replica's default.
+	Isolation string
 	// ExtraArgs are appended to every `committer serve` command line.
 	ExtraArgs []string
 	// Logger receives lifecycle events; nil discards them.
@@ -163,6 +167,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 
 func (c *Cluster) logDir() string { return filepath.Join(c.opts.Dir, "nodes") }
 
+// PostgresDataDir is PostgreSQL's data directory: under Options.Dir, or,
+// when the postgres user cannot reach Options.Dir, a private directory of
+// that user elsewhere, which Options.Dir/postgres/data links to.
+func (c *Cluster) PostgresDataDir() string { return c.pg.DataDir() }
+
 // BackendURL is the replicas' PostgreSQL URL.
 func (c *Cluster) BackendURL() string { return c.pg.URL(Database) }
 
@@ -233,7 +242,7 @@ func (c *Cluster) args(slot int, r *replica) replicaproc.ServeArgs {
 		LogFormat:       "text",
 		ReadConsistency: c.opts.ReadConsistency,
 		UnsafeSkipFence: c.opts.UnsafeSkipFence,
-		Extra:           c.opts.ExtraArgs,
+		Extra:           c.opts.extraServeArgs(),
 	}
 	if r.generation == 0 {
 		args.BootstrapExpect = len(c.nodes)
@@ -248,6 +257,17 @@ func (c *Cluster) args(slot int, r *replica) replicaproc.ServeArgs {
 		}
 	}
 	return args
+}
+
+// extraServeArgs are the serve flags replicaproc.ServeArgs has no field
+// for: --isolation, then ExtraArgs (so that an --isolation among them
+// would still win, as the later one).
+func (o Options) extraServeArgs() []string {
+	var out []string
+	if o.Isolation != "" {
+		out = append(out, "--isolation="+o.Isolation)
+	}
+	return append(out, o.ExtraArgs...)
 }
 
 // StartNode starts the slot's replica if it is not running.
@@ -371,6 +391,17 @@ func (c *Cluster) renew(slot int) (string, error) {
 	}
 	r.generation, r.id = next.generation, next.id
 	return r.id, nil
+}
+
+// RemoveData deletes the data of a closed cluster: PostgreSQL's (wherever
+// pgtest placed it) and the replicas'. Logs stay.
+func (c *Cluster) RemoveData() error {
+	var errs []error
+	if c.pg != nil {
+		errs = append(errs, c.pg.RemoveData())
+	}
+	errs = append(errs, os.RemoveAll(filepath.Join(c.opts.Dir, "data")))
+	return errors.Join(errs...)
 }
 
 // Close stops every replica (gracefully, in parallel) and PostgreSQL.

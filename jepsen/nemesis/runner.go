@@ -35,7 +35,7 @@ type Runner struct {
 	c   *control.Cluster
 	fw  *netns.Firewall
 	sh  *netns.Shaper
-	rec recorder
+	rec Recorder
 	log *slog.Logger
 
 	// mu guards backendDown and stalled.
@@ -73,13 +73,14 @@ func (r *Runner) note(format string, args ...any) {
 	r.mu.Unlock()
 }
 
-// recorder is where a Runner writes fault events: *history.Recorder.
-type recorder interface {
+// Recorder is where a Runner writes fault events: a *history.Recorder, or
+// something that passes events on to one (the harness's progress counter).
+type Recorder interface {
 	Add(history.Event) history.Event
 }
 
 // NewRunner returns a runner over the cluster and the namespace's network.
-func NewRunner(c *control.Cluster, fw *netns.Firewall, sh *netns.Shaper, rec *history.Recorder, log *slog.Logger) *Runner {
+func NewRunner(c *control.Cluster, fw *netns.Firewall, sh *netns.Shaper, rec Recorder, log *slog.Logger) *Runner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

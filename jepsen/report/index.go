@@ -21,6 +21,7 @@ img { max-width: 100%; border: 1px solid #ddd; }
 </head>
 <body>
 <h1 class="{{.Summary.Verdict}}">VERDICT: {{.Summary.Verdict}}</h1>
+{{with .Summary.Run}}<p class="run">seed {{.Seed}} · {{.Nodes}} nodes · {{.Duration}} · isolation <b>{{if .Isolation}}{{.Isolation}}{{else}}replica default{{end}}</b> · nemeses {{range $i, $n := .Nemeses}}{{if $i}}, {{end}}{{$n}}{{end}}</p>{{end}}
 <p>
 <a href="{{.Files.Linearizability}}">linearizability visualization</a> ·
 <a href="{{.Files.SummaryJSON}}">summary.json</a> ·

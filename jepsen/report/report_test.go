@@ -173,7 +173,7 @@ func TestWriteProducesEveryArtifact(t *testing.T) {
 	}
 	run := report.Run{
 		Seed: 42, Nodes: 3, Duration: runFor, Nemeses: []string{"kill", "partition", "pause"},
-		ReadConsistency: "linearizable", Elections: 2, CommitterArgs: []string{"--heartbeat-timeout=500ms"},
+		ReadConsistency: "linearizable", Isolation: "read-committed", Elections: 2, CommitterArgs: []string{"--heartbeat-timeout=500ms"},
 	}
 	dir := filepath.Join(t.TempDir(), "run-42")
 	sum, err := report.Write(dir, run, syn.events, &res)
@@ -238,8 +238,8 @@ func TestWriteProducesEveryArtifact(t *testing.T) {
 		t.Fatalf("span %s; want %s", decoded.Span, time.Duration(syn.end))
 	}
 	c := decoded.Checker
-	if c.Keys != 3 || c.Ops != res.Ops || c.Linearizable != "Ok" || c.DurabilityKeys != 3 || c.Duration != res.Duration || len(decoded.Problems) != 0 {
-		t.Fatalf("checker stats %+v, problems %q", c, decoded.Problems)
+	if c.Keys != 3 || c.Ops != res.Ops || c.Linearizable != "Ok" || c.DurabilityKeys != 3 || c.Duration != res.Duration || len(decoded.Problems) != 0 || decoded.Anomalies != nil {
+		t.Fatalf("checker stats %+v, problems %q, anomalies %v", c, decoded.Problems, decoded.Anomalies)
 	}
 	if l := decoded.Latency[history.FCAS]; l.Count != syn.ops[history.FCAS].OK || l.P50 != 6*time.Millisecond || l.Max != 300*time.Millisecond {
 		t.Fatalf("cas latency %+v; want %d samples, p50 6ms, max 300ms", l, syn.ops[history.FCAS].OK)
@@ -268,7 +268,7 @@ func TestWriteProducesEveryArtifact(t *testing.T) {
 		t.Fatalf("summary.txt ends with %q", last)
 	}
 	for _, want := range []string{
-		"seed 42, 3 nodes, 10s, read consistency linearizable, fencing on",
+		"seed 42, 3 nodes, 10s, read consistency linearizable, fencing on, isolation read-committed",
 		"nemeses: kill, partition, pause",
 		"replica flags: --heartbeat-timeout=500ms",
 		"leader changes observed: 2",
@@ -287,7 +287,8 @@ func TestWriteProducesEveryArtifact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`<h1 class="PASS">VERDICT: PASS</h1>`, `<img src="timeline.png"`, `<a href="linearizability.html">`, "leader changes observed: 2"} {
+	for _, want := range []string{`<h1 class="PASS">VERDICT: PASS</h1>`,
+		`<p class="run">seed 42 · 3 nodes · 10s · isolation <b>read-committed</b> · nemeses kill, partition, pause</p>`, `<img src="timeline.png"`, `<a href="linearizability.html">`, "leader changes observed: 2"} {
 		if !strings.Contains(string(index), want) {
 			t.Errorf("index.html lacks %q", want)
 		}
@@ -330,6 +331,9 @@ func TestWriteOfAFailingRunListsProblems(t *testing.T) {
 	if sum.Verdict != checker.Fail || len(sum.Problems) != 2 || !reflect.DeepEqual(sum.Checker.IllegalKeys, []string{"k"}) {
 		t.Fatalf("verdict %s, problems %q, illegal keys %q", sum.Verdict, sum.Problems, sum.Checker.IllegalKeys)
 	}
+	if want := map[report.AnomalyKind]int{report.NotLinearizable: 1, report.LostWrite: 1}; !reflect.DeepEqual(sum.Anomalies, want) {
+		t.Fatalf("anomalies %v, want %v (problems %q)", sum.Anomalies, want, sum.Problems)
+	}
 	text, err := os.ReadFile(filepath.Join(dir, report.SummaryTextFile))
 	if err != nil {
 		t.Fatal(err)
@@ -338,7 +342,8 @@ func TestWriteOfAFailingRunListsProblems(t *testing.T) {
 	if !strings.HasSuffix(string(text), want) {
 		t.Fatalf("summary.txt:\n%s\nwant it to end with:\n%s", text, want)
 	}
-	if !containsLine(string(text), "faults: none") || !containsLine(string(text), "not linearizable: k") {
+	if !containsLine(string(text), "faults: none") || !containsLine(string(text), "not linearizable: k") ||
+		!containsLine(string(text), "anomalies: lost-write 1, not-linearizable 1") {
 		t.Fatalf("summary.txt:\n%s", text)
 	}
 }

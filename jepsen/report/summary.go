@@ -21,6 +21,9 @@ type Run struct {
 	Nemeses         []string      `json:"nemeses"`
 	ReadConsistency string        `json:"read_consistency"`
 	UnsafeSkipFence bool          `json:"unsafe_skip_fence"`
+	// Isolation is the replicas' PostgreSQL transaction isolation
+	// (serializable or read-committed).
+	Isolation string `json:"isolation"`
 	// Elections counts the leader changes the harness observed.
 	Elections int `json:"elections"`
 	// CommitterArgs are extra replica flags.
@@ -93,21 +96,25 @@ type Summary struct {
 	Faults   map[string]FaultStats `json:"faults"`
 	Checker  CheckerStats          `json:"checker"`
 	Problems []string              `json:"problems"`
-	Notes    []string              `json:"notes,omitempty"`
+	// Anomalies counts the problems by kind (see Anomalies); absent when
+	// there are none.
+	Anomalies map[AnomalyKind]int `json:"anomalies,omitempty"`
+	Notes     []string            `json:"notes,omitempty"`
 }
 
 // Summarize counts a run's operations and faults and records the checker's
 // result.
 func Summarize(run Run, events []history.Event, res *checker.Result) Summary {
 	s := Summary{
-		Run:      run,
-		Verdict:  res.Verdict,
-		Events:   len(events),
-		Ops:      make(map[string]Outcomes),
-		Latency:  make(map[string]Latency),
-		Faults:   make(map[string]FaultStats),
-		Problems: slices.Clone(res.Problems),
-		Notes:    slices.Clone(res.Notes),
+		Run:       run,
+		Verdict:   res.Verdict,
+		Events:    len(events),
+		Ops:       make(map[string]Outcomes),
+		Latency:   make(map[string]Latency),
+		Faults:    make(map[string]FaultStats),
+		Problems:  slices.Clone(res.Problems),
+		Anomalies: Anomalies(res),
+		Notes:     slices.Clone(res.Notes),
 		Checker: CheckerStats{
 			Duration:        res.Duration,
 			Keys:            res.Keys,
@@ -234,8 +241,8 @@ func (s Summary) WriteText(w io.Writer) error {
 		fence = "OFF (unsafe)"
 	}
 	fmt.Fprintf(&b, "committer correctness run\n")
-	fmt.Fprintf(&b, "seed %d, %d nodes, %s, read consistency %s, fencing %s\n",
-		r.Seed, r.Nodes, r.Duration, orNone(r.ReadConsistency), fence)
+	fmt.Fprintf(&b, "seed %d, %d nodes, %s, read consistency %s, fencing %s, isolation %s\n",
+		r.Seed, r.Nodes, r.Duration, orNone(r.ReadConsistency), fence, orDefault(r.Isolation))
 	fmt.Fprintf(&b, "nemeses: %s\n", orNone(strings.Join(r.Nemeses, ", ")))
 	if len(r.CommitterArgs) > 0 {
 		fmt.Fprintf(&b, "replica flags: %s\n", strings.Join(r.CommitterArgs, " "))
@@ -277,6 +284,9 @@ func (s Summary) WriteText(w io.Writer) error {
 	if len(c.UnknownKeys) > 0 {
 		fmt.Fprintf(&b, "search timed out: %s\n", strings.Join(c.UnknownKeys, ", "))
 	}
+	if len(s.Anomalies) > 0 {
+		fmt.Fprintf(&b, "anomalies: %s\n", FormatAnomalies(s.Anomalies))
+	}
 	if len(s.Problems) > 0 {
 		fmt.Fprintf(&b, "\nproblems (%d):\n", len(s.Problems))
 		for _, p := range s.Problems {
@@ -316,6 +326,15 @@ func showDuration(d time.Duration) string {
 	default:
 		return d.Round(time.Microsecond).String()
 	}
+}
+
+// orDefault shows an unset replica setting (a summary written before the
+// harness recorded it) as the replica's default.
+func orDefault(s string) string {
+	if s == "" {
+		return "replica default"
+	}
+	return s
 }
 
 func orNone(s string) string {

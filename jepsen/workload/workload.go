@@ -72,10 +72,17 @@ func (c *Config) defaults() {
 	}
 }
 
+// Recorder is where the workload records its operations: a
+// *history.Recorder, or something that passes events on to one (the
+// harness's progress counter). Add must be safe for concurrent use.
+type Recorder interface {
+	Add(history.Event) history.Event
+}
+
 // Workload runs workers that record into a history.
 type Workload struct {
 	cfg     Config
-	rec     *history.Recorder
+	rec     Recorder
 	keys    *keyspace
 	procs   atomic.Int64 // the next process id
 	workers []*worker
@@ -94,7 +101,7 @@ type worker struct {
 
 // New builds the workers and their clients. Connections are made on first
 // use.
-func New(cfg Config, rec *history.Recorder) (*Workload, error) {
+func New(cfg Config, rec Recorder) (*Workload, error) {
 	cfg.defaults()
 	if len(cfg.Targets) == 0 {
 		return nil, errors.New("workload: no targets")

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hacommit/committer/jepsen/checker"
+	"github.com/hacommit/committer/jepsen/nemesis"
+	"github.com/hacommit/committer/jepsen/report"
+)
+
+// canary is a run the harness must catch: replicas started with a flag that
+// breaks one safety mechanism, under the fault that exposes the breakage. It
+// is caught only when the checker finds one of the anomalies the broken
+// mechanism exists to prevent; a run that fails any other way (a crash,
+// UNKNOWN, a harness error, some other anomaly) proves nothing about it.
+type canary struct {
+	// Name names the canary's runs: canary-<name>-seed<seed>.
+	Name string
+	// Description says in one line what breaks and how the fault exposes it.
+	Description string
+	// ServeFlags go to every `committer serve` (jepsen run --serve-arg).
+	ServeFlags []string
+	// Nemesis is the --nemesis value.
+	Nemesis string
+	// Isolation is the replicas' --isolation; empty: the campaign's first
+	// level.
+	Isolation string
+	// Expect lists the anomaly kinds, as the report counts the checker's
+	// problems, of which at least one must be found.
+	Expect []report.AnomalyKind
+}
+
+// canaries is the table of canaries, in the order a campaign runs them. A
+// new unsafe flag of `committer serve` gets its entry here.
+func canaries() []canary {
+	return []canary{
+		{
+			Name:        "stale-reads",
+			Description: "reads skip the leadership check (--read-consistency=leader); a paused leader, deposed meanwhile, answers queued reads from its cache when it resumes",
+			ServeFlags:  []string{"--read-consistency=leader"},
+			Nemesis:     string(nemesis.PauseLeader),
+			Expect:      []report.AnomalyKind{report.NotLinearizable},
+		},
+		{
+			Name:        "no-fencing",
+			Description: "leaders skip the backend fence (--unsafe-skip-fence); a deposed leader's stalled PostgreSQL writes land after the new leader cached the heads",
+			ServeFlags:  []string{"--unsafe-skip-fence"},
+			Nemesis:     string(nemesis.BackendStallLeader),
+			// The late writes show up as heads older than acknowledged
+			// writes (not linearizable); one that overwrote an acknowledged
+			// version would also be missing from the final reads.
+			Expect: []report.AnomalyKind{report.NotLinearizable, report.LostWrite},
+		},
+		{
+			Name:        "no-shard-exclusion",
+			Description: "the leader lets writes to one shard reach PostgreSQL concurrently (--unsafe-skip-shard-exclusion); under READ COMMITTED a multi-CaS's elements are decided at different moments and a single CaS commits in between",
+			ServeFlags:  []string{"--unsafe-skip-shard-exclusion"},
+			// The anomaly needs only concurrency, not faults; a pause
+			// keeps the run like the others.
+			Nemesis:   string(nemesis.PauseFollower),
+			Isolation: "read-committed",
+			Expect:    []report.AnomalyKind{report.NotLinearizable},
+		},
+	}
+}
+
+// canaryRun plans attempt (from 0) of a canary.
+func canaryRun(c canary, attempt int, baseSeed int64, levels []string, d time.Duration) plannedRun {
+	pr := plannedRun{
+		Canary:     c.Name,
+		Nodes:      3,
+		Nemesis:    c.Nemesis,
+		Isolation:  c.Isolation,
+		ServeFlags: c.ServeFlags,
+		Expect:     c.Expect,
+		Attempt:    attempt + 1,
+		// Far from the regular runs' seeds, so that no attempt repeats one.
+		Seed: baseSeed + int64(1000*(attempt+1)),
+		Args: []string{"--time", d.String()},
+	}
+	if pr.Isolation == "" {
+		pr.Isolation = levels[0]
+	}
+	pr.Name = fmt.Sprintf("canary-%s-seed%d", c.Name, pr.Seed)
+	return pr
+}
+
+// judgeCanary decides whether a canary run was caught and says what became
+// of it. Caught means: the run completed, the checker said FAIL, and among
+// the anomalies it found is one the canary expects.
+func judgeCanary(expect []report.AnomalyKind, r campaignResult) (caught bool, outcome string) {
+	s := r.Summary
+	if s == nil {
+		return false, fmt.Sprintf("no summary: the run crashed or could not be carried out (exit status %d)", r.ExitCode)
+	}
+	found := report.FormatAnomalies(s.Anomalies)
+	switch s.Verdict {
+	case checker.Pass:
+		return false, "PASS: the checker found nothing"
+	case checker.Unknown:
+		return false, fmt.Sprintf("UNKNOWN: the linearizability search ran out of time on %d keys; anomalies: %s", len(s.Checker.UnknownKeys), found)
+	case checker.Fail:
+	default:
+		return false, fmt.Sprintf("verdict %q", s.Verdict)
+	}
+	if r.ExitCode != exitFail {
+		return false, fmt.Sprintf("FAIL in the summary, but the run exited with status %d: the harness failed after checking", r.ExitCode)
+	}
+	for _, kind := range expect {
+		if s.Anomalies[kind] > 0 {
+			return true, "caught: " + found
+		}
+	}
+	return false, fmt.Sprintf("FAIL without the expected anomaly (%s): found %s", showKinds(expect), found)
+}
+
+// showKinds joins anomaly kinds with " or ".
+func showKinds(kinds []report.AnomalyKind) string {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, " or ")
+}
+
+// canarySummary is one canary's account in campaign.json and campaign.md.
+type canarySummary struct {
+	Name        string               `json:"name"`
+	Description string               `json:"description"`
+	ServeFlags  []string             `json:"serve_flags"`
+	Nemesis     string               `json:"nemesis"`
+	Isolation   string               `json:"isolation"`
+	Expect      []report.AnomalyKind `json:"expect"`
+	// Attempts are the runs made, in order; the last is the one that was
+	// caught, if any was.
+	Attempts []canaryAttempt `json:"attempts"`
+	Caught   bool            `json:"caught"`
+}
+
+// canaryAttempt is one run of a canary.
+type canaryAttempt struct {
+	Run       string                     `json:"run"`
+	Seed      int64                      `json:"seed"`
+	Verdict   checker.Verdict            `json:"verdict"`
+	Anomalies map[report.AnomalyKind]int `json:"anomalies,omitempty"`
+	Outcome   string                     `json:"outcome"`
+}
+
+// summarizeCanaries gathers each canary's attempts from the results, in
+// table order; canaries that never ran (the campaign was interrupted, or
+// --canaries=false) are left out.
+func summarizeCanaries(table []canary, results []campaignResult) []canarySummary {
+	var out []canarySummary
+	for _, c := range table {
+		cs := canarySummary{Name: c.Name, Description: c.Description, ServeFlags: c.ServeFlags, Nemesis: c.Nemesis, Expect: c.Expect}
+		for _, r := range results {
+			if r.Canary != c.Name {
+				continue
+			}
+			cs.Isolation = r.Isolation
+			a := canaryAttempt{Run: r.Name, Seed: r.Seed, Verdict: r.Verdict, Outcome: r.Outcome}
+			if r.Summary != nil {
+				a.Anomalies = r.Summary.Anomalies
+			}
+			cs.Attempts = append(cs.Attempts, a)
+			cs.Caught = cs.Caught || r.OK
+		}
+		if len(cs.Attempts) > 0 {
+			out = append(out, cs)
+		}
+	}
+	return out
+}
+
+// canaryLine is what the campaign prints once a canary is done, e.g.
+// "canary stale-reads: caught on attempt 2 (not-linearizable 7)".
+func canaryLine(cs canarySummary) string {
+	n := len(cs.Attempts)
+	if cs.Caught {
+		last := cs.Attempts[n-1]
+		return fmt.Sprintf("canary %s: caught on attempt %d (%s)", cs.Name, n, report.FormatAnomalies(last.Anomalies))
+	}
+	outcomes := make([]string, n)
+	for i, a := range cs.Attempts {
+		outcomes[i] = fmt.Sprintf("attempt %d: %s", i+1, a.Outcome)
+	}
+	return fmt.Sprintf("canary %s: NOT caught in %d attempts, want %s; %s", cs.Name, n, showKinds(cs.Expect), strings.Join(outcomes, "; "))
+}
