@@ -18,18 +18,16 @@ func (b *Backend) Head(ctx context.Context, shard string) (*backend.VersionedDat
 	}
 	var head *backend.VersionedData
 	err := b.shared.read(ctx, "head", func(ctx context.Context, conn *pgx.Conn) error {
-		var seqno int64
-		var data []byte
-		err := conn.QueryRow(ctx, sqlHead, shard).Scan(&seqno, &data)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			head = nil
-			return nil
-		case err != nil:
+		head = nil
+		return b.query(ctx, conn, sqlHead, []any{shard}, func(rows pgx.Rows) error {
+			var seqno int64
+			var data []byte
+			_, err := pgx.ForEachRow(rows, []any{&seqno, &data}, func() error {
+				head = &backend.VersionedData{SeqNo: uint64(seqno), Data: data}
+				return nil
+			})
 			return err
-		}
-		head = &backend.VersionedData{SeqNo: uint64(seqno), Data: data}
-		return nil
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -45,19 +43,17 @@ func (b *Backend) Scan(ctx context.Context, shard string, from, limit uint64) ([
 	var out []backend.VersionedData
 	err := b.shared.read(ctx, "scan", func(ctx context.Context, conn *pgx.Conn) error {
 		out = nil
-		rows, err := conn.Query(ctx, sqlScan, shard, int64(from), backend.ClampLimit(limit))
-		if err != nil {
+		return b.query(ctx, conn, sqlScan, []any{shard, int64(from), backend.ClampLimit(limit)}, func(rows pgx.Rows) error {
+			var seqno int64
+			var data []byte
+			_, err := pgx.ForEachRow(rows, []any{&seqno, &data}, func() error {
+				// pgx decodes each bytea into a fresh slice, so rows never
+				// share a buffer.
+				out = append(out, backend.VersionedData{SeqNo: uint64(seqno), Data: data})
+				return nil
+			})
 			return err
-		}
-		var seqno int64
-		var data []byte
-		_, err = pgx.ForEachRow(rows, []any{&seqno, &data}, func() error {
-			// pgx decodes each bytea into a fresh slice, so rows never share
-			// a buffer.
-			out = append(out, backend.VersionedData{SeqNo: uint64(seqno), Data: data})
-			return nil
 		})
-		return err
 	})
 	if err != nil {
 		return nil, err
@@ -81,6 +77,40 @@ func (b *Backend) ListKeys(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(keys)
 	return keys, nil
+}
+
+// query runs one read statement and hands its rows to read. On a handle
+// bound to an epoch (the leader's, whose reads fill its cache) the statement
+// is preceded by sqlReadFence in the same implicit transaction, so that the
+// database orders the read after the fence that made this epoch current
+// (see sqlReadFence); the epoch read is not compared: reads need no epoch.
+func (b *Backend) query(ctx context.Context, conn *pgx.Conn, sql string, args []any, read func(pgx.Rows) error) error {
+	if b.epoch == 0 {
+		rows, err := conn.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		return read(rows)
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(sqlReadFence)
+	batch.Queue(sql, args...)
+	br := conn.SendBatch(ctx, batch)
+	var stored int64
+	err := br.QueryRow().Scan(&stored)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = nil // a vanished fence row: the writes report it
+	}
+	if err == nil {
+		var rows pgx.Rows
+		if rows, err = br.Query(); err == nil {
+			err = read(rows)
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // read runs a read-only statement with the same recovery as writes: the

@@ -102,6 +102,30 @@ WHERE sequence_number >= 0`
 // Index: primary-key point lookup (id = 1).
 const sqlLockFence = `SELECT epoch FROM consensus.committer_fence WHERE id = 1 FOR SHARE`
 
+// sqlReadFence reads the stored epoch. Fence uses it for its error message;
+// and it precedes, in the same implicit transaction, every read of a handle
+// bound to an epoch: the leader's Head and Scan, whose results fill its head
+// cache. There the result is not compared with the handle's epoch.
+//
+// Why read the row at all (the CockroachDB rule: a read whose result is
+// trusted as "the head after my fence" must read the fence row too):
+//   - CockroachDB SERIALIZABLE: a deposed leader's write whose transaction
+//     read the fence row before the new leader's bump can still commit at a
+//     timestamp above a read of the shard made by the new leader through a
+//     gateway with a lagging clock, if that read touched only the shard: the
+//     read misses the write, and the write's refresh span (the fence row)
+//     missed nothing it saw. The new leader's cache would then hold an old
+//     head. Reading the fence row in the read's transaction puts the read
+//     above the bump (it must observe it, uncertainty intervals included),
+//     and a deposed write either commits below the bump, and so below the
+//     read, which sees it, or fails its refresh across the bump with 40001.
+//   - PostgreSQL (both levels): a committed transaction is visible to every
+//     statement that starts later, so the shard read alone would do; the
+//     extra statement costs no round trip (one pipelined batch).
+//
+// Index: primary-key point lookup (id = 1).
+const sqlReadFence = `SELECT epoch FROM consensus.committer_fence WHERE id = 1`
+
 // sqlFence raises the stored epoch to $1 unless a higher one is stored; no
 // row returned means a higher epoch is there (ErrFenced).
 //
@@ -120,11 +144,6 @@ const sqlFence = `INSERT INTO consensus.committer_fence AS f (id, epoch) VALUES 
 ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch
 WHERE f.epoch <= excluded.epoch
 RETURNING f.epoch`
-
-// sqlReadFence reads the stored epoch for error messages only.
-//
-// Index: primary-key point lookup.
-const sqlReadFence = `SELECT epoch FROM consensus.committer_fence WHERE id = 1`
 
 // sqlCAS appends ($1, $2, $3) iff the fence holds epoch $4 and the shard's
 // latest non-negative seqno is $2 - 1 (-1 standing for "no version", so that

@@ -284,3 +284,62 @@ func TestEpochAboveColumnRange(t *testing.T) {
 		t.Fatalf("fence(7) after the maximum: %v, want fenced naming the stored epoch", err)
 	}
 }
+
+// The leader's reads (a handle bound to an epoch) read the fence row in the
+// same transaction as the shard, so that CockroachDB orders them after the
+// fence (see sqlReadFence); unbound reads do not. Proof by lock: while
+// another session holds the fence table in ACCESS EXCLUSIVE mode, a bound
+// Head or Scan waits, and an unbound one answers.
+func TestBoundReadsReadTheFenceRow(t *testing.T) {
+	for _, iso := range []Isolation{Serializable, ReadCommitted} {
+		t.Run(iso.String(), func(t *testing.T) {
+			b, url := newStore(t, Config{Isolation: iso})
+			ctx := t.Context()
+			if err := b.Fence(ctx, 3); err != nil {
+				t.Fatal(err)
+			}
+			bound := b.AtEpoch(3)
+			if ok, err := bound.CompareAndSet(ctx, "k", backend.VersionedData{SeqNo: 0, Data: []byte("v0")}); !ok || err != nil {
+				t.Fatalf("cas = %v, %v", ok, err)
+			}
+			locker, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer locker.Close(context.WithoutCancel(ctx))
+			tx, err := locker.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, `LOCK TABLE consensus.committer_fence IN ACCESS EXCLUSIVE MODE`); err != nil {
+				t.Fatal(err)
+			}
+
+			if v, err := b.Head(ctx, "k"); err != nil || v == nil || string(v.Data) != "v0" {
+				t.Fatalf("unbound head while the fence is locked = %+v, %v; want v0 at once", v, err)
+			}
+			short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			_, err = bound.Head(short, "k")
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) || !backend.IsDeterminate(err) {
+				t.Fatalf("bound head while the fence is locked: %v; want it to wait on the fence row (a determinate deadline error)", err)
+			}
+			short, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
+			_, err = bound.Scan(short, "k", 0, 10)
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("bound scan while the fence is locked: %v; want it to wait on the fence row", err)
+			}
+
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := bound.Head(ctx, "k"); err != nil || v == nil || string(v.Data) != "v0" {
+				t.Fatalf("bound head after the lock = %+v, %v; want v0", v, err)
+			}
+			if vs, err := bound.Scan(ctx, "k", 0, 10); err != nil || len(vs) != 1 || string(vs[0].Data) != "v0" {
+				t.Fatalf("bound scan after the lock = %+v, %v; want [v0]", vs, err)
+			}
+		})
+	}
+}
