@@ -15,6 +15,9 @@ type Locks struct {
 	// queues holds, per shard, the tickets of the holder and the waiters
 	// in arrival order; a shard with no ticket has no entry.
 	queues map[string][]*ticket
+	// multi holds, per shard held by a multi-CaS, a channel closed when
+	// that multi-CaS is decided; reads of the shard wait for it.
+	multi map[string]chan struct{}
 }
 
 // ticket is one writer's place in one shard's queue. Its channel is closed
@@ -24,7 +27,7 @@ type ticket struct {
 }
 
 // New returns an empty lock set.
-func New() *Locks { return &Locks{queues: map[string][]*ticket{}} }
+func New() *Locks { return &Locks{queues: map[string][]*ticket{}, multi: map[string]chan struct{}{}} }
 
 // Acquire waits until the caller holds every shard in shards (duplicates are
 // held once), in arrival order per shard, and returns the release function.
@@ -59,7 +62,47 @@ func (l *Locks) Acquire(ctx context.Context, shards ...string) (release func(), 
 			return nil, backend.Determinatef("%w: waiting for earlier writes to the same shards: %w", backend.ErrUnavailable, ctx.Err())
 		}
 	}
+	if len(sorted) > 1 {
+		decided := make(chan struct{})
+		l.mu.Lock()
+		for _, s := range sorted {
+			l.multi[s] = decided
+		}
+		l.mu.Unlock()
+		return func() {
+			l.mu.Lock()
+			for _, s := range sorted {
+				delete(l.multi, s)
+			}
+			l.mu.Unlock()
+			close(decided)
+			l.leave(sorted, tickets)
+		}, nil
+	}
 	return release, nil
+}
+
+// WaitMulti waits until no multi-CaS holds shard. A multi-CaS commits all
+// of its elements at once in the database, but the cache above learns the
+// outcome only when the call returns: in between, a read of one of its
+// shards that misses the cache can see the commit while a read of another
+// that hits the cache does not, and an observer would see one element's
+// effect without the other's. A read that arrives while a multi-CaS holds
+// its shard therefore waits until the outcome is in the cache. Reads that
+// arrived before it started need not: they are concurrent with it.
+func (l *Locks) WaitMulti(ctx context.Context, shard string) error {
+	l.mu.Lock()
+	decided := l.multi[shard]
+	l.mu.Unlock()
+	if decided == nil {
+		return nil
+	}
+	select {
+	case <-decided:
+		return nil
+	case <-ctx.Done():
+		return backend.Determinatef("%w: waiting for a multi-CaS on the shard: %w", backend.ErrUnavailable, ctx.Err())
+	}
 }
 
 // leave removes the tickets from their queues and hands each shard to the
@@ -94,8 +137,8 @@ func (l *Locks) Held() int {
 }
 
 // Exclusive wraps store so that every write holds its shards for as long as
-// it runs (see the package doc). Reads pass through: each is decided at one
-// point by the layer below.
+// it runs (see the package doc). Reads take no lock; a read of a shard held
+// by a multi-CaS waits until it is decided (see WaitMulti).
 func Exclusive(store backend.Consensus, locks *Locks) backend.Consensus {
 	return &exclusive{Consensus: store, locks: locks}
 }
@@ -141,4 +184,18 @@ func (l *Locks) Waiting(shard string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.queues[shard])
+}
+
+func (e *exclusive) Head(ctx context.Context, shard string) (*backend.VersionedData, error) {
+	if err := e.locks.WaitMulti(ctx, shard); err != nil {
+		return nil, err
+	}
+	return e.Consensus.Head(ctx, shard)
+}
+
+func (e *exclusive) Scan(ctx context.Context, shard string, from, limit uint64) ([]backend.VersionedData, error) {
+	if err := e.locks.WaitMulti(ctx, shard); err != nil {
+		return nil, err
+	}
+	return e.Consensus.Scan(ctx, shard, from, limit)
 }

@@ -295,3 +295,60 @@ func TestConformance(t *testing.T) {
 		return shardlock.Exclusive(openBolt(t), shardlock.New())
 	})
 }
+
+// A read of a shard that a multi-CaS holds waits until the multi-CaS is
+// decided, so that it sees all of its effects or, if it arrived before, is
+// concurrent with it; a read of another shard does not wait. (Without the
+// wait, a read that misses the cache can see a multi-CaS's commit in the
+// database while a read of its other shard, served by the cache, does not.)
+func TestReadsWaitForAMultiCASOnTheirShard(t *testing.T) {
+	inner := &blockingStore{Consensus: openBolt(t), release: make(chan struct{}), inside: map[string]int{}}
+	store := shardlock.Exclusive(inner, shardlock.New())
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	multi := make(chan error, 1)
+	go func() {
+		_, err := store.CompareAndSetMulti(ctx, []backend.CASOp{
+			{Shard: "A", New: backend.VersionedData{SeqNo: 0, Data: []byte("a0")}},
+			{Shard: "B", New: backend.VersionedData{SeqNo: 0, Data: []byte("b0")}},
+		})
+		multi <- err
+	}()
+	waitInside(t, inner, "A", 1)
+
+	if v, err := store.Head(ctx, "C"); err != nil || v != nil {
+		t.Fatalf("head(C) during a multi-CaS on A and B = %+v, %v; want nil at once", v, err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err := store.Head(short, "A")
+	cancelShort()
+	if !errors.Is(err, context.DeadlineExceeded) || !backend.IsDeterminate(err) {
+		t.Fatalf("head(A) while a multi-CaS holds A: %v; want it to wait (a determinate deadline error)", err)
+	}
+	heads := make(chan *backend.VersionedData, 1)
+	go func() {
+		v, err := store.Head(ctx, "B")
+		if err != nil {
+			t.Error(err)
+		}
+		heads <- v
+	}()
+	scans := make(chan []backend.VersionedData, 1)
+	go func() {
+		vs, err := store.Scan(ctx, "A", 0, 10)
+		if err != nil {
+			t.Error(err)
+		}
+		scans <- vs
+	}()
+	close(inner.release)
+	if err := <-multi; err != nil {
+		t.Fatal(err)
+	}
+	if v := <-heads; v == nil || string(v.Data) != "b0" {
+		t.Fatalf("head(B) that waited for the multi-CaS = %+v; want b0", v)
+	}
+	if vs := <-scans; len(vs) != 1 || string(vs[0].Data) != "a0" {
+		t.Fatalf("scan(A) that waited for the multi-CaS = %+v; want [a0]", vs)
+	}
+}
