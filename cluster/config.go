@@ -120,6 +120,21 @@ type Config struct {
 	// COMMITTED. A canary for the correctness harness; never set it in
 	// production.
 	UnsafeSkipShardExclusion bool
+	// UnsafeJoinInflightReads lets a linearizable read join the leadership
+	// confirmation round already in flight instead of waiting for the next
+	// one (readgate.Gate.WaitJoiningInFlight): that round's evidence may
+	// predate the read, so a deposed leader can answer it stale. A canary
+	// for the correctness harness; never set it in production.
+	UnsafeJoinInflightReads bool
+	// UnsafeDeterminateForward makes the forwarder report a forwarded call
+	// that failed indeterminately (it broke after it was sent, so it may
+	// have taken effect on the leader) as a determinate ErrUnavailable,
+	// which clients treat as "nothing happened" and retry. A canary for the
+	// correctness harness; never set it in production.
+	UnsafeDeterminateForward bool
+	// The cache's canary is Cache.UnsafeSkipGeneration (package cache): the
+	// leader builds each term's cache from Cache alone.
+
 	// PeerDialer connects to other replicas for forwarding and membership
 	// calls (package rpc/peer over gRPC). The replica owns it and closes it.
 	PeerDialer PeerDialer

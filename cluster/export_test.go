@@ -32,3 +32,7 @@ func (r *Replica) Raft() *raft.Raft { return r.raft }
 
 // ConfirmLeadership runs one read confirmation round.
 func (r *Replica) ConfirmLeadership() (uint64, error) { return r.confirmLeadership() }
+
+// ReadRounds returns how many read confirmation rounds the read gate has
+// started.
+func (r *Replica) ReadRounds() uint64 { return r.gate.Rounds() }

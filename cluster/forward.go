@@ -139,6 +139,11 @@ func (r *Replica) forward(ctx context.Context, req request) error {
 			note(err)
 			continue
 		}
+		if r.cfg.UnsafeDeterminateForward && !backend.IsDeterminate(err) {
+			// The canary: the call may have taken effect on the leader, and
+			// this answer says it did not, so the client may send it again.
+			return backend.Determinatef("%w: forwarded call to %s failed: %v", backend.ErrUnavailable, target, err)
+		}
 		return err
 	}
 }

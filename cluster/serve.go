@@ -39,7 +39,12 @@ func (r *Replica) onReadyLeader(kind opKind, run func(context.Context, backend.C
 			return false, nil
 		}
 		if kind == opRead && r.cfg.ReadConsistency == Linearizable {
-			term, err := r.gate.Wait(ctx)
+			wait := r.gate.Wait
+			if r.cfg.UnsafeJoinInflightReads {
+				// The canary: a round whose evidence may predate the read.
+				wait = r.gate.WaitJoiningInFlight
+			}
+			term, err := wait(ctx)
 			if err != nil || term != lt.term {
 				// Not provably the leader of lt's term after the read
 				// arrived: nothing was read; try again or elsewhere.

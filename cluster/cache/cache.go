@@ -15,6 +15,13 @@ type Config struct {
 	MaxEntries int
 	// MaxBytes bounds the sum of cached shard names and payloads.
 	MaxBytes int
+	// UnsafeSkipGeneration lets an operation fill what it saw even after its
+	// shard was dropped, evicted or cleared while it was in flight: the
+	// per-shard generation no longer stops late fills, so an older version
+	// can come back and hide a newer head. It exists only as a canary for
+	// the correctness harness (committer serve --unsafe-skip-cache-generation);
+	// never set it in production.
+	UnsafeSkipGeneration bool
 }
 
 // Defaults sized for a metadata workload: persist shard states are small,
@@ -56,6 +63,8 @@ type Cache struct {
 	inner      backend.Consensus
 	maxEntries int
 	maxBytes   int
+	// skipGen is Config.UnsafeSkipGeneration, the canary's switch.
+	skipGen bool
 
 	mu      sync.Mutex
 	lru     *list.List // of *entry, most recently used first
@@ -106,6 +115,7 @@ func New(inner backend.Consensus, cfg Config) *Cache {
 		inner:      inner,
 		maxEntries: cfg.MaxEntries,
 		maxBytes:   cfg.MaxBytes,
+		skipGen:    cfg.UnsafeSkipGeneration,
 		lru:        list.New(),
 		entries:    map[string]*list.Element{},
 		flights:    map[string]*flight{},
@@ -242,7 +252,7 @@ func (c *Cache) sawLocked(t ticket, v backend.VersionedData, exact bool) {
 	if ok && e.v.SeqNo >= v.SeqNo {
 		return // monotonic: never replace with an older version
 	}
-	if !exact || !t.clean() || entrySize(t.shard, v) > c.maxBytes {
+	if !exact || (!t.clean() && !c.skipGen) || entrySize(t.shard, v) > c.maxBytes {
 		// The cache cannot show v, so it must show nothing older.
 		c.dropLocked(t.shard)
 		return

@@ -345,6 +345,63 @@ func TestHeadMissAcrossEvictionDoesNotRefill(t *testing.T) {
 	}
 }
 
+// The canary's switch really removes the generation check: the late fills
+// that TestHeadMissAcrossIndeterminateCASDoesNotRefill and
+// TestHeadMissAcrossEvictionDoesNotRefill stop go into the cache, and a Head
+// answers the older version from it while the store holds a newer one.
+func TestUnsafeSkipGenerationLetsLateFillsIn(t *testing.T) {
+	t.Run("across an indeterminate CaS", func(t *testing.T) {
+		f := newFixture(t, cache.Config{UnsafeSkipGeneration: true})
+		f.commitDirect("a", vd(0, "a0"), vd(1, "a1"))
+
+		pk := f.probe.ParkNext(opHead)
+		slow := inBackground(func() headResult {
+			v, err := f.cache.Head(f.ctx, "a")
+			return headResult{v, err}
+		})
+		arrive(t, pk) // it has read {1, a1}
+		f.probe.FailNext(opCAS)
+		if ok, err := f.cache.CompareAndSet(f.ctx, "a", vd(2, "a2")); ok || !errors.Is(err, errInjected) {
+			t.Fatalf("cas(a, 2) = %v, %v; want the injected indeterminate error", ok, err)
+		}
+		close(pk.release)
+		if r := wait(t, slow); r.err != nil || !sameVersion(r.v, ptr(vd(1, "a1"))) {
+			t.Fatalf("slow head = %s, %v; want {1, a1}", describe(r.v), r.err)
+		}
+		f.hot("a") // the late fill went in
+
+		f.head("a", ptr(vd(1, "a1"))) // stale: the store holds {2, a2}
+		if got := f.storeHead("a"); !sameVersion(got, ptr(vd(2, "a2"))) {
+			t.Fatalf("store head = %s, want {2, a2}", describe(got))
+		}
+		f.calls(opHead, 1) // answered from the cache
+	})
+	t.Run("across an eviction", func(t *testing.T) {
+		f := newFixture(t, cache.Config{MaxEntries: 1, UnsafeSkipGeneration: true})
+		f.commitDirect("a", vd(0, "a0"))
+
+		pk := f.probe.ParkNext(opHead)
+		slow := inBackground(func() headResult {
+			v, err := f.cache.Head(f.ctx, "a")
+			return headResult{v, err}
+		})
+		arrive(t, pk) // it has read {0, a0}
+		f.cas("a", vd(1, "a1"), true)
+		f.cas("b", vd(0, "b0"), true) // evicts a
+		close(pk.release)
+		if r := wait(t, slow); r.err != nil || !sameVersion(r.v, ptr(vd(0, "a0"))) {
+			t.Fatalf("slow head = %s, %v; want {0, a0}", describe(r.v), r.err)
+		}
+		f.hot("a") // the late fill went in and evicted b
+
+		f.head("a", ptr(vd(0, "a0"))) // stale: {1, a1} was acknowledged
+		f.calls(opHead, 1)
+		if st := f.stats(); st.Evictions != 2 || st.Drops != 0 || st.Shards != 1 {
+			t.Fatalf("stats = %+v, want 2 evictions, 0 drops, 1 shard", st)
+		}
+	})
+}
+
 // Once a call has seen the store ahead of the cache (a commit is still on its
 // way back to it), no later Head may answer the older cached head.
 func TestStoreObservationsOutrunCachedHead(t *testing.T) {

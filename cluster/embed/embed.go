@@ -50,10 +50,13 @@ type Config struct {
 	Join            []string
 	// ReadConsistency defaults to cluster.Linearizable.
 	ReadConsistency cluster.ReadConsistency
-	// UnsafeSkipFence and UnsafeSkipShardExclusion: see cluster.Config.
-	// Never set them in production.
+	// UnsafeSkipFence, UnsafeSkipShardExclusion, UnsafeJoinInflightReads
+	// and UnsafeDeterminateForward: see cluster.Config; the cache's canary
+	// is Cache.UnsafeSkipGeneration. Never set them in production.
 	UnsafeSkipFence          bool
 	UnsafeSkipShardExclusion bool
+	UnsafeJoinInflightReads  bool
+	UnsafeDeterminateForward bool
 	// MaxDataBytes bounds one version's data at the gRPC server; 0 takes
 	// backend.DefaultMaxDataBytes.
 	MaxDataBytes int
@@ -158,6 +161,8 @@ func Start(cfg Config) (_ *Server, err error) {
 		Timeouts:                 cfg.Timeouts,
 		UnsafeSkipFence:          cfg.UnsafeSkipFence,
 		UnsafeSkipShardExclusion: cfg.UnsafeSkipShardExclusion,
+		UnsafeJoinInflightReads:  cfg.UnsafeJoinInflightReads,
+		UnsafeDeterminateForward: cfg.UnsafeDeterminateForward,
 		PeerDialer:               peer.NewDialer(s.grpcAddr),
 		WrapRaftTransport:        cfg.WrapRaftTransport,
 		Metrics:                  m,
@@ -181,6 +186,15 @@ func Start(cfg Config) (_ *Server, err error) {
 	}
 	if cfg.UnsafeSkipShardExclusion {
 		s.log.Warn("UNSAFE: this replica lets writes to one shard reach the backend concurrently; for correctness testing only")
+	}
+	if cfg.UnsafeJoinInflightReads {
+		s.log.Warn("UNSAFE: this replica lets reads join a leadership confirmation round already in flight; for correctness testing only")
+	}
+	if cfg.Cache.UnsafeSkipGeneration {
+		s.log.Warn("UNSAFE: this replica's cache fills versions read before their shard was dropped or evicted; for correctness testing only")
+	}
+	if cfg.UnsafeDeterminateForward {
+		s.log.Warn("UNSAFE: this replica reports forwarded calls that broke after they were sent as determinate; for correctness testing only")
 	}
 	s.log.Info("serving persist consensus API", "id", cfg.ID, "grpc_addr", s.grpcLis.Addr().String(), "grpc_advertise", s.grpcAddr,
 		"raft_advertise", s.replica.Self().RaftAddr, "http_addr", s.httpAddr, "read_consistency", s.replica.ReadConsistency())

@@ -10,5 +10,7 @@
 // are shared: every read that arrives while a round is in flight waits for
 // the next round, which starts as soon as the current one ends and serves
 // all of them at once. Joining the round already in flight would be the
-// classic stale-read bug, since its evidence may predate the read.
+// classic stale-read bug, since its evidence may predate the read;
+// Gate.WaitJoiningInFlight does exactly that, as a canary the correctness
+// harness must catch.
 package readgate

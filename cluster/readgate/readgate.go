@@ -64,6 +64,31 @@ func (g *Gate) Wait(ctx context.Context) (uint64, error) {
 	}
 }
 
+// WaitJoiningInFlight is Wait without its safety, as a canary for the
+// correctness harness (committer serve --unsafe-join-inflight-reads): a read
+// that arrives while a round is in flight joins that round instead of
+// waiting for the next one. The round's evidence may have been gathered
+// before the read arrived, so a leader deposed meanwhile (paused, say, with
+// the answers already in its socket buffers) confirms the read with a
+// quorum's word from before the later leader existed: the classic stale-read
+// bug. Never use it in production.
+func (g *Gate) WaitJoiningInFlight(ctx context.Context) (uint64, error) {
+	g.mu.Lock()
+	r := g.inflight
+	if r == nil {
+		r = &round{done: make(chan struct{})}
+		g.start(r)
+	}
+	g.mu.Unlock()
+
+	select {
+	case <-r.done:
+		return r.term, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
 // start runs r; g.mu must be held. At most one round goroutine exists at a
 // time, and it ends when its Verifier returns.
 func (g *Gate) start(r *round) {

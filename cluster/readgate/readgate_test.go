@@ -160,3 +160,54 @@ func TestIdleGateStartsARoundAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// The canary's wait really breaks the gate: reads that arrive while a round
+// is in flight are answered by that round, whose evidence may predate them,
+// and no second round is started for them.
+func TestWaitJoiningInFlightIsAnsweredByTheRoundInFlight(t *testing.T) {
+	c := newControlled()
+	g := New(c.verify)
+	joining := func() <-chan error {
+		ch := make(chan error, 1)
+		go func() {
+			term, err := g.WaitJoiningInFlight(context.Background())
+			if err == nil && term != 7 {
+				err = fmt.Errorf("term %d, want 7", term)
+			}
+			ch <- err
+		}()
+		return ch
+	}
+
+	first := joining() // an idle gate starts a round at once, as Wait does
+	expectRound(t, c, 1)
+	var late []<-chan error
+	for range 50 {
+		late = append(late, joining())
+	}
+	time.Sleep(50 * time.Millisecond) // let them join
+	for i, ch := range late {
+		select {
+		case err := <-ch:
+			t.Fatalf("late read %d returned %v before the round ended", i, err)
+		default:
+		}
+	}
+	c.finish <- nil
+	if err := <-first; err != nil {
+		t.Fatalf("first read: %v", err)
+	}
+	for i, ch := range late {
+		if err := <-ch; err != nil {
+			t.Fatalf("late read %d: %v", i, err)
+		}
+	}
+	select {
+	case n := <-c.started:
+		t.Fatalf("round %d started; want the late reads answered by round 1", n)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if got := g.Rounds(); got != 1 {
+		t.Fatalf("rounds = %d, want 1 (the late reads joined the round in flight)", got)
+	}
+}

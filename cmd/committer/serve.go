@@ -16,6 +16,7 @@ import (
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/backend/backendurl"
 	"github.com/hacommit/committer/cluster"
+	"github.com/hacommit/committer/cluster/cache"
 	"github.com/hacommit/committer/cluster/embed"
 	"github.com/hacommit/committer/rpc/server"
 )
@@ -91,6 +92,14 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 	_ = fs.MarkHidden("unsafe-skip-fence")
 	fs.BoolVar(&r.UnsafeSkipShardExclusion, "unsafe-skip-shard-exclusion", false, "let writes to one shard reach the backend concurrently (multi-CaS no longer atomic under read-committed); breaks safety, exists only for correctness testing")
 	_ = fs.MarkHidden("unsafe-skip-shard-exclusion")
+	fs.BoolVar(&r.UnsafeJoinInflightReads, "unsafe-join-inflight-reads", false, "let a read join the leadership confirmation round already in flight, whose evidence may predate the read (stale reads); breaks safety, exists only for correctness testing")
+	_ = fs.MarkHidden("unsafe-join-inflight-reads")
+	fs.BoolVar(&r.Cache.UnsafeSkipGeneration, "unsafe-skip-cache-generation", false, "let the leader's cache fill a version read before its shard was dropped or evicted (stale cached heads); breaks safety, exists only for correctness testing")
+	_ = fs.MarkHidden("unsafe-skip-cache-generation")
+	fs.BoolVar(&r.UnsafeDeterminateForward, "unsafe-determinate-forward-errors", false, "report a forwarded call that broke after it was sent as determinate unavailable, so clients retry a write that may have committed; breaks safety, exists only for correctness testing")
+	_ = fs.MarkHidden("unsafe-determinate-forward-errors")
+	fs.IntVar(&r.Cache.MaxEntries, "cache-max-entries", cache.DefaultMaxEntries, "most shard heads the leader caches; a tiny cache evicts all the time, which the cache canary uses")
+	_ = fs.MarkHidden("cache-max-entries")
 	fs.DurationVar(&r.Timeouts.Heartbeat, "raft-heartbeat-timeout", cluster.DefaultTimeouts().Heartbeat, "Raft heartbeat timeout: a follower starts an election after this long without a leader")
 	fs.DurationVar(&r.Timeouts.Election, "raft-election-timeout", cluster.DefaultTimeouts().Election, "Raft election timeout")
 	_ = cmd.MarkFlagRequired("backend") // the flag exists: cannot fail

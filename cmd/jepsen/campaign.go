@@ -55,11 +55,13 @@ func newCampaignCommand(code *int) *cobra.Command {
 		Long: "campaign runs `jepsen run` one run after another, rotating over the nemeses, the\n" +
 			"cluster sizes and the isolation levels, until the next run would not fit in\n" +
 			"--time; every run must PASS. Then it runs the canaries, which must be caught:\n" +
-			"replicas started with --read-consistency=leader under leader pauses (stale\n" +
-			"reads), and with --unsafe-skip-fence while a deposed leader's backend writes land\n" +
-			"late. A canary is caught when the checker finds the anomaly it plants; a canary\n" +
-			"run that passes, or fails some other way (a crash, UNKNOWN, another anomaly), is\n" +
-			"retried with another seed, up to --canary-attempts runs.\n\n" +
+			"replicas started with a flag that breaks one safety mechanism, under the fault\n" +
+			"that exposes it (--read-consistency=leader under leader pauses, --unsafe-skip-fence\n" +
+			"while a deposed leader's backend writes land late, ...; the table is in\n" +
+			"cmd/jepsen/canary.go), each run for --canary-time. A canary is caught when the\n" +
+			"checker finds the anomaly it plants; a canary run that passes, or fails some\n" +
+			"other way (a crash, UNKNOWN, another anomaly), is retried with another seed, up\n" +
+			"to --canary-attempts runs.\n\n" +
 			"Each run keeps its directory under --out; campaign.md and campaign.json sum\n" +
 			"them up. The last line printed is CAMPAIGN: PASS or CAMPAIGN: FAIL, and the exit\n" +
 			"code is 0 or 1 (2 when the campaign could not be carried out).",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +28,10 @@ type canary struct {
 	// Isolation is the replicas' --isolation; empty: the campaign's first
 	// level.
 	Isolation string
+	// Concurrency is the run's --concurrency; 0: the run's default. A canary
+	// whose anomaly needs many writes in flight at the moment of a fault
+	// asks for more workers.
+	Concurrency int
 	// Expect lists the anomaly kinds, as the report counts the checker's
 	// problems, of which at least one must be found.
 	Expect []report.AnomalyKind
@@ -63,6 +68,30 @@ func canaries() []canary {
 			Isolation: "read-committed",
 			Expect:    []report.AnomalyKind{report.NotLinearizable},
 		},
+		{
+			Name:        "no-cache-generation",
+			Description: "the leader's cache fills what an operation read even after the shard was evicted while it was in flight (--unsafe-skip-cache-generation); with a two-entry cache a slow head miss puts back a version older than a commit acknowledged meanwhile, and later heads answer it",
+			// A tiny cache evicts all the time, which is what makes the
+			// late fill common; the same cache without the canary's flag
+			// passes.
+			ServeFlags: []string{"--unsafe-skip-cache-generation", "--cache-max-entries=2"},
+			// Like shard exclusion, the race needs only concurrency.
+			Nemesis: string(nemesis.PauseFollower),
+			Expect:  []report.AnomalyKind{report.NotLinearizable},
+		},
+		{
+			Name:        "determinate-forward-errors",
+			Description: "followers report a forwarded write whose call broke after it was sent as determinate unavailable (--unsafe-determinate-forward-errors); when the leader is killed after committing, the client retries or records a failure, and the checker sees a version no successful write produced",
+			ServeFlags:  []string{"--unsafe-determinate-forward-errors"},
+			Nemesis:     string(nemesis.KillLeader),
+			// The anomaly needs a forwarded write between its commit and its
+			// answer at the moment of the kill; twice the default workers
+			// put twice as many pinned writers on the followers.
+			Concurrency: 24,
+			// The retried write finds its own commit and answers "mismatch",
+			// or the write is recorded as failed while a read sees it.
+			Expect: []report.AnomalyKind{report.NotLinearizable},
+		},
 	}
 }
 
@@ -79,6 +108,9 @@ func canaryRun(c canary, attempt int, baseSeed int64, levels []string, d time.Du
 		// Far from the regular runs' seeds, so that no attempt repeats one.
 		Seed: baseSeed + int64(1000*(attempt+1)),
 		Args: []string{"--time", d.String()},
+	}
+	if c.Concurrency > 0 {
+		pr.Args = append(pr.Args, "--concurrency", strconv.Itoa(c.Concurrency))
 	}
 	if pr.Isolation == "" {
 		pr.Isolation = levels[0]

@@ -72,7 +72,11 @@ func TestCanaryTable(t *testing.T) {
 		if c.Isolation != "" && !slices.Contains(isolationLevels(), c.Isolation) {
 			t.Errorf("canary %s: isolation %q", c.Name, c.Isolation)
 		}
-		f := runFlags{Nodes: 3, Time: time.Minute, Nemesis: c.Nemesis, Concurrency: 12, OpTimeout: 5 * time.Second,
+		concurrency := 12
+		if c.Concurrency > 0 {
+			concurrency = c.Concurrency
+		}
+		f := runFlags{Nodes: 3, Time: time.Minute, Nemesis: c.Nemesis, Concurrency: concurrency, OpTimeout: 5 * time.Second,
 			Isolation: isolationSerializable, ServeArgs: c.ServeFlags}
 		if err := f.validate(); err != nil {
 			t.Errorf("canary %s: its serve flags are not a valid run: %v", c.Name, err)
@@ -103,6 +107,10 @@ func TestCanaryRunPlansAttempts(t *testing.T) {
 	c.Isolation = isolationSerializable
 	if got := canaryRun(c, 0, 5, levels, time.Minute); got.Isolation != isolationSerializable || got.Seed != 1005 {
 		t.Errorf("a canary's own isolation: got isolation %s seed %d, want serializable 1005", got.Isolation, got.Seed)
+	}
+	c.Concurrency = 24
+	if got, want := canaryRun(c, 0, 5, levels, time.Minute).Args, []string{"--time", "1m0s", "--concurrency", "24"}; !slices.Equal(got, want) {
+		t.Errorf("a canary's own concurrency: args %q, want %q", got, want)
 	}
 }
 
