@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"math"
+	"time"
 )
 
 // MaxSeqNo is the largest sequence number a version may carry. Persist stores
@@ -55,17 +56,48 @@ type Consensus interface {
 }
 
 // Fencer is a storage Consensus whose writes can be bound to a leadership
-// epoch, so that a deposed leader cannot write after its successor fenced.
+// epoch of one owning cluster, so that a deposed leader cannot write after
+// its successor fenced, and a cluster that does not own the database cannot
+// write it at all (docs/architecture.md §5).
+//
+// A handle acts for an owner (Owned; empty: unowned) at an epoch (AtEpoch).
+// The store's fence names its owner (empty while unowned) and epoch.
 type Fencer interface {
 	Consensus
-	// Fence raises the stored epoch to epoch. It fails with ErrFenced if a
-	// higher epoch is already stored; fencing with the stored epoch succeeds.
+	// Fence raises the stored epoch to epoch for the handle's owner. It
+	// fails with ErrFenced if a higher epoch is stored, with
+	// ErrForeignOwner if another owner holds the fence, and with
+	// ErrFenceLost if the fence vanished; an unowned fence is claimed.
+	// Fencing with the stored epoch succeeds.
 	Fence(ctx context.Context, epoch uint64) error
-	// AtEpoch returns a handle on the same store whose every write (CaS,
-	// multi-CaS, truncate) checks, atomically with the write, that the stored
-	// epoch equals epoch, and otherwise writes nothing and fails with
-	// ErrFenced. A handle that was never bound writes at epoch 0.
+	// AtEpoch returns a handle on the same store, for the same owner, whose
+	// every write (CaS, multi-CaS, truncate) checks, atomically with the
+	// write, that the stored owner and epoch equal the handle's, and
+	// otherwise writes nothing and fails with ErrFenced (ErrFenceLost if
+	// the fence vanished). A handle that was never bound writes at epoch 0.
 	AtEpoch(epoch uint64) Fencer
+	// Owned returns a handle on the same store acting for owner, at epoch
+	// 0 until bound with AtEpoch.
+	Owned(owner string) Fencer
+	// FenceState reports the stored fence.
+	FenceState(ctx context.Context) (FenceState, error)
+	// Adopt makes the handle's owner the owner of the fence at epoch,
+	// whoever owned it, and recreates a lost fence: an operator's explicit
+	// takeover, never a leader's own decision.
+	Adopt(ctx context.Context, epoch uint64) error
 	// Close releases the store's resources. Handles share them: close once.
 	Close() error
+}
+
+// FenceState is the stored fence.
+type FenceState struct {
+	// Lost: the fence vanished from a store that had one (see ErrFenceLost).
+	Lost bool
+	// Owner is the owning cluster's id; empty while unowned.
+	Owner string
+	// Epoch is the stored epoch.
+	Epoch uint64
+	// FencedAt is when the fence last changed, by the store's clock; zero
+	// if never fenced.
+	FencedAt time.Time
 }

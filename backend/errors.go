@@ -39,6 +39,14 @@ var (
 	ErrNotLeader = errors.New("not leader")
 	// ErrUnavailable: no replica could be reached to serve the request.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrForeignOwner: the database's fence belongs to another cluster, so
+	// this one may neither fence nor write it without an operator's
+	// takeover (Fencer.Adopt).
+	ErrForeignOwner = errors.New("database owned by another cluster")
+	// ErrFenceLost: the fence row vanished from a database that had one. No
+	// leader writes until an operator recreates it (Fencer.Adopt), since a
+	// new row could not know the epoch the old one held.
+	ErrFenceLost = errors.New("fence lost")
 )
 
 // Error is an operation error with a known determinacy.

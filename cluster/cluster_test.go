@@ -275,7 +275,7 @@ func TestFencedWriteStepsTheLeaderDown(t *testing.T) {
 		t.Fatalf("cas = %v, %v", ok, err)
 	}
 	// Another leader of a much later term fences the backend.
-	if err := tc.store.Fence(t.Context(), 1000); err != nil {
+	if err := tc.store.Owned(l.replica.FSMState().ClusterID).Fence(t.Context(), 1000); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)

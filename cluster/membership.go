@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/fsm"
 )
 
@@ -26,7 +27,13 @@ type MemberStatus struct {
 
 // Status describes this replica and the cluster as it sees it.
 type Status struct {
-	ID                string
+	ID string
+	// ClusterID names the cluster (the database fence's owner); empty until
+	// its first leader named it.
+	ClusterID string
+	// FenceProblem says why this replica, leading, cannot fence; "" if it
+	// can.
+	FenceProblem      string
 	State             raft.RaftState
 	Ready             bool
 	Leader            *fsm.Member
@@ -58,6 +65,8 @@ func (r *Replica) LeaderKnown() bool {
 func (r *Replica) Status(ctx context.Context, probe bool) (Status, error) {
 	st := Status{
 		ID:                r.cfg.ID,
+		ClusterID:         r.fsm.State().ClusterID,
+		FenceProblem:      r.FenceProblem(),
 		State:             r.raft.State(),
 		Ready:             r.Ready(),
 		Term:              r.raft.CurrentTerm(),
@@ -439,3 +448,73 @@ func (r *Replica) ReadConsistency() ReadConsistency { return r.cfg.ReadConsisten
 
 // CurrentTerm returns this replica's current Raft term.
 func (r *Replica) CurrentTerm() uint64 { return r.raft.CurrentTerm() }
+
+// ErrAdoptRefused: a takeover of the database's fence needs force.
+var ErrAdoptRefused = errors.New("adopting the database needs --force")
+
+// FenceChange is what AdoptFence found and left.
+type FenceChange struct {
+	Before backend.FenceState
+	Owner  string
+	Epoch  uint64
+}
+
+// AdoptFence makes this cluster the owner of the database's fence at the
+// leader's term (see backend.Fencer.Adopt): the operator's explicit
+// takeover of a database that another cluster owns or whose fence was
+// lost. Without force it refuses whenever another owner is recorded or the
+// fence is lost, since nothing here can prove the other cluster stopped.
+// It runs on the Raft leader (ready or not: a leader that cannot fence is
+// exactly the one that needs it).
+func (r *Replica) AdoptFence(ctx context.Context, force bool) (change FenceChange, err error) {
+	err = r.forward(ctx, request{
+		op: "adopt_fence",
+		local: r.onRaftLeader(func(ctx context.Context) (err error) {
+			change, err = r.adoptHere(ctx, force)
+			return err
+		}),
+		remote: func(ctx context.Context, p PeerClient) (err error) {
+			change, err = p.AdoptFence(ctx, force)
+			return err
+		},
+	})
+	return change, err
+}
+
+func (r *Replica) adoptHere(ctx context.Context, force bool) (FenceChange, error) {
+	if r.cfg.UnsafeSkipFence {
+		return FenceChange{}, fmt.Errorf("%w: this replica runs without fencing", ErrAdoptRefused)
+	}
+	owner, err := r.clusterID()
+	if err != nil {
+		return FenceChange{}, err
+	}
+	before, err := r.cfg.Backend.FenceState(ctx)
+	if err != nil {
+		return FenceChange{}, fmt.Errorf("reading the fence: %w", err)
+	}
+	change := FenceChange{Before: before, Owner: before.Owner, Epoch: before.Epoch}
+	foreign := before.Owner != "" && before.Owner != owner
+	switch {
+	case !before.Lost && !foreign:
+		// Unowned (the next fence claims it) or already this cluster's.
+		return change, nil
+	case !force && before.Lost:
+		return change, fmt.Errorf("%w: the database had a fence and lost it; make sure no other cluster writes it, then re-run with --force", ErrAdoptRefused)
+	case !force:
+		ago := "at an unknown time"
+		if !before.FencedAt.IsZero() {
+			ago = time.Since(before.FencedAt).Round(time.Second).String() + " ago"
+		}
+		return change, fmt.Errorf("%w: the database belongs to cluster %s (epoch %d, last fenced %s); stop that cluster, then re-run with --force", ErrAdoptRefused, before.Owner, before.Epoch, ago)
+	}
+	term := r.raft.CurrentTerm()
+	if err := r.cfg.Backend.Owned(owner).Adopt(ctx, term); err != nil {
+		return change, fmt.Errorf("adopting the fence: %w", err)
+	}
+	r.log.Warn("adopted the database's fence", "cluster_id", owner, "epoch", term, "previous_owner", before.Owner, "previous_epoch", before.Epoch, "previous_lost", before.Lost)
+	r.setFenceProblem("")
+	r.kickLifecycle()
+	change.Owner, change.Epoch = owner, term
+	return change, nil
+}

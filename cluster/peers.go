@@ -29,6 +29,9 @@ type PeerClient interface {
 	// TransferLeadership hands leadership to target (any voter when empty)
 	// and returns the new leader and its term.
 	TransferLeadership(ctx context.Context, target string) (fsm.Member, uint64, error)
+	// AdoptFence asks the peer to adopt the database's fence for the
+	// cluster.
+	AdoptFence(ctx context.Context, force bool) (FenceChange, error)
 	// CurrentTerm asks the peer for its current Raft term, as of the moment
 	// it answers; the asking leader names its own term and id.
 	CurrentTerm(ctx context.Context, leaderTerm uint64, leaderID string) (uint64, error)

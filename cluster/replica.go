@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -73,6 +75,10 @@ type Replica struct {
 	// roundStarted, if set (by tests), is called once a read confirmation
 	// round has started gathering its evidence.
 	roundStarted atomic.Pointer[func()]
+
+	// fenceProblem is why the last fence attempt could not succeed, for
+	// Status (see setFenceProblem).
+	fenceProblem atomic.Pointer[string]
 
 	// stepDownTerm, when not 0, asks the lifecycle to hand leadership of
 	// that term away (see transferAway).
@@ -304,12 +310,50 @@ func (r *Replica) lifecycle() {
 		r.setNotReady(nil)
 		if err := r.establish(term); err != nil {
 			r.log.Warn("could not become a ready leader", "term", term, "err", err)
-			retry.Reset(time.Second)
+			wait := time.Second
+			if errors.Is(err, backend.ErrForeignOwner) || errors.Is(err, backend.ErrFenceLost) {
+				// Nothing changes until an operator acts, and adopting
+				// kicks the lifecycle at once.
+				wait = 5 * time.Second
+			}
+			retry.Reset(wait)
 		}
 	}
 }
 
 var errLostLeadership = errors.New("leadership lost while establishing")
+
+// clusterID returns the cluster's id, naming the cluster first if no leader
+// has yet: the first id Raft commits wins, so every replica and every later
+// term uses the same one.
+func (r *Replica) clusterID() (string, error) {
+	if id := r.fsm.State().ClusterID; id != "" {
+		return id, nil
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("cluster id: %w", err)
+	}
+	if err := r.raft.Apply(fsm.SetClusterID(hex.EncodeToString(b[:])), raftOpTimeout).Error(); err != nil {
+		return "", fmt.Errorf("naming the cluster: %w", err)
+	}
+	id := r.fsm.State().ClusterID
+	r.log.Info("named the cluster", "cluster_id", id)
+	return id, nil
+}
+
+// setFenceProblem records why this replica, leading, cannot fence ("" once
+// it can), for Status.
+func (r *Replica) setFenceProblem(p string) { r.fenceProblem.Store(&p) }
+
+// FenceProblem returns why this replica could not fence the database at its
+// last attempt, or "".
+func (r *Replica) FenceProblem() string {
+	if p := r.fenceProblem.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 func (r *Replica) stillLeader(term uint64) bool {
 	return r.raft.State() == raft.Leader && r.raft.CurrentTerm() == term
@@ -327,26 +371,40 @@ func (r *Replica) establish(term uint64) error {
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, raftOpTimeout)
 	defer cancel()
-	if !r.cfg.UnsafeSkipFence {
-		err := r.cfg.Backend.Fence(ctx, term)
+	var store backend.Fencer
+	if r.cfg.UnsafeSkipFence {
+		// Without a fence, no epoch is ever stored: write unowned at the
+		// unbound epoch 0, like every other unfenced leader (the anomaly
+		// the correctness harness must catch).
+		store = r.cfg.Backend
+	} else {
+		owner, err := r.clusterID()
+		if err != nil {
+			return err
+		}
+		owned := r.cfg.Backend.Owned(owner)
+		err = owned.Fence(ctx, term)
 		if m := r.cfg.Metrics; m != nil {
 			m.Fenced(metrics.FenceResult(err))
 		}
-		if err != nil {
-			if errors.Is(err, backend.ErrFenced) {
-				// A higher epoch is stored: some other leader of a later term
-				// exists or existed. Serving is impossible in this term.
-				r.transferAway(term)
-			}
+		switch {
+		case errors.Is(err, backend.ErrForeignOwner), errors.Is(err, backend.ErrFenceLost):
+			// No replica of this cluster can serve: handing leadership
+			// on would not help. Stay not ready, say why, and retry until
+			// an operator acts (committer fence adopt).
+			r.setFenceProblem(err.Error())
+			r.log.Error("cannot fence the database: this cluster cannot serve until an operator acts", "term", term, "cluster_id", owner, "err", err)
+			return fmt.Errorf("fence epoch %d: %w", term, err)
+		case errors.Is(err, backend.ErrFenced):
+			// A higher epoch is stored: some other leader of a later term
+			// exists or existed. Serving is impossible in this term.
+			r.transferAway(term)
+			return fmt.Errorf("fence epoch %d: %w", term, err)
+		case err != nil:
 			return fmt.Errorf("fence epoch %d: %w", term, err)
 		}
-	}
-	store := r.cfg.Backend.AtEpoch(term)
-	if r.cfg.UnsafeSkipFence {
-		// Without a fence, no epoch is ever stored: write at the unbound
-		// epoch 0, like every other unfenced leader (the anomaly the
-		// correctness harness must catch).
-		store = r.cfg.Backend
+		r.setFenceProblem("")
+		store = owned.AtEpoch(term)
 	}
 	c := cache.New(store, r.cfg.Cache)
 	// Writes hold their shards above the cache, so that a later write to a

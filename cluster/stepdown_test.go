@@ -16,6 +16,10 @@ import (
 // arrives. Everything else passes through.
 type holdingStore struct {
 	backend.Fencer
+	*holdState
+}
+
+type holdState struct {
 	once    sync.Once
 	reached chan struct{}
 	release chan struct{}
@@ -25,6 +29,10 @@ const heldShard = "held"
 
 func (h *holdingStore) AtEpoch(epoch uint64) backend.Fencer {
 	return &holdingHandle{Fencer: h.Fencer.AtEpoch(epoch), h: h}
+}
+
+func (h *holdingStore) Owned(owner string) backend.Fencer {
+	return &holdingStore{Fencer: h.Fencer.Owned(owner), holdState: h.holdState}
 }
 
 type holdingHandle struct {
@@ -56,7 +64,7 @@ func TestFencedWriteOfAnOldTermDoesNotDeposeTheCurrentTerm(t *testing.T) {
 	var hold *holdingStore
 	tc := startCluster(t, 3, func(c *embed.Config) {
 		if hold == nil {
-			hold = &holdingStore{Fencer: c.Backend, reached: make(chan struct{}), release: make(chan struct{})}
+			hold = &holdingStore{Fencer: c.Backend, holdState: &holdState{reached: make(chan struct{}), release: make(chan struct{})}}
 		}
 		c.Backend = hold
 	})
@@ -126,7 +134,7 @@ func TestFencedWriteOfTheCurrentTermHandsLeadershipAway(t *testing.T) {
 	tc := startCluster(t, 3)
 	l := tc.leader()
 	term := l.replica.CurrentTerm()
-	if err := tc.store.Fence(t.Context(), 1000); err != nil {
+	if err := tc.store.Owned(l.replica.FSMState().ClusterID).Fence(t.Context(), 1000); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)

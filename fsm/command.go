@@ -18,6 +18,8 @@ const (
 	OpRemoveMember Op = "remove_member"
 	OpRecordEpoch  Op = "record_epoch"
 	OpSetHotShards Op = "set_hot_shards"
+	// OpSetClusterID names the cluster once: the first one applied wins.
+	OpSetClusterID Op = "set_cluster_id"
 )
 
 // Command is one entry of the Raft log.
@@ -28,6 +30,7 @@ type Command struct {
 	MemberID  string   `json:"member_id,omitempty"`
 	Epoch     *Epoch   `json:"epoch,omitempty"`
 	HotShards []string `json:"hot_shards,omitempty"`
+	ClusterID string   `json:"cluster_id,omitempty"`
 }
 
 // ErrUnsupportedVersion is returned for a command or snapshot written by a
@@ -42,6 +45,10 @@ func RemoveMember(id string) []byte { return encode(Command{Op: OpRemoveMember, 
 
 // RecordEpoch returns the encoded command that records a new leader epoch.
 func RecordEpoch(e Epoch) []byte { return encode(Command{Op: OpRecordEpoch, Epoch: &e}) }
+
+// SetClusterID returns the encoded command that names the cluster, unless it
+// already has a name.
+func SetClusterID(id string) []byte { return encode(Command{Op: OpSetClusterID, ClusterID: id}) }
 
 // SetHotShards returns the encoded command that replaces the hot-shard hints.
 func SetHotShards(shards []string) []byte {
@@ -81,6 +88,10 @@ func Decode(b []byte) (Command, error) {
 			return Command{}, fmt.Errorf("fsm: %s without an epoch", c.Op)
 		}
 	case OpSetHotShards:
+	case OpSetClusterID:
+		if c.ClusterID == "" {
+			return Command{}, fmt.Errorf("fsm: %s without an id", c.Op)
+		}
 	default:
 		return Command{}, fmt.Errorf("fsm: unknown op %q", c.Op)
 	}

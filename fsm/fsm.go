@@ -65,6 +65,10 @@ func (f *FSM) Apply(l *raft.Log) any {
 		if n := len(f.state.Epochs); n > MaxEpochs {
 			f.state.Epochs = slices.Clone(f.state.Epochs[n-MaxEpochs:])
 		}
+	case OpSetClusterID:
+		if f.state.ClusterID == "" {
+			f.state.ClusterID = c.ClusterID
+		}
 	case OpSetHotShards:
 		hs := c.HotShards
 		if len(hs) > MaxHotShards {

@@ -40,8 +40,12 @@ func TestApplyAndSnapshotRoundTrip(t *testing.T) {
 	apply(t, f, RemoveMember("a"))
 	apply(t, f, RecordEpoch(Epoch{Term: 2, LeaderID: "b"}))
 	apply(t, f, SetHotShards([]string{"x", "y"}))
+	// The first cluster id applied wins; a later one is ignored.
+	apply(t, f, SetClusterID("c-1"))
+	apply(t, f, SetClusterID("c-2"))
 
 	want := State{
+		ClusterID: "c-1",
 		Members:   map[string]Member{"b": b},
 		Epochs:    []Epoch{{Term: 2, LeaderID: "b"}},
 		HotShards: []string{"x", "y"},

@@ -29,6 +29,9 @@ const (
 
 // State is a copy of the replicated state; callers may keep and modify it.
 type State struct {
+	// ClusterID names the cluster; set once, by its first ready leader. The
+	// backend's fence records it as the database's owner.
+	ClusterID string            `json:"cluster_id,omitempty"`
 	Members   map[string]Member `json:"members"`
 	Epochs    []Epoch           `json:"epochs"`
 	HotShards []string          `json:"hot_shards"`
@@ -36,6 +39,7 @@ type State struct {
 
 func (s State) clone() State {
 	return State{
+		ClusterID: s.ClusterID,
 		Members:   maps.Clone(s.Members),
 		Epochs:    slices.Clone(s.Epochs),
 		HotShards: slices.Clone(s.HotShards),

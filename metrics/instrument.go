@@ -183,4 +183,17 @@ func (b *backingFencer) AtEpoch(epoch uint64) backend.Fencer {
 	return &backingFencer{inner: b.inner.AtEpoch(epoch), ops: b.ops}
 }
 
+func (b *backingFencer) Owned(owner string) backend.Fencer {
+	return &backingFencer{inner: b.inner.Owned(owner), ops: b.ops}
+}
+
+// FenceState and Adopt are rare operator calls; they are not timed.
+func (b *backingFencer) FenceState(ctx context.Context) (backend.FenceState, error) {
+	return b.inner.FenceState(ctx)
+}
+
+func (b *backingFencer) Adopt(ctx context.Context, epoch uint64) error {
+	return b.inner.Adopt(ctx, epoch)
+}
+
 func (b *backingFencer) Close() error { return b.inner.Close() }

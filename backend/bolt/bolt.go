@@ -31,6 +31,8 @@ var (
 	shardsBucket = []byte("shards")
 	metaBucket   = []byte("meta")
 	epochKey     = []byte("fence_epoch")
+	ownerKey     = []byte("fence_owner")
+	fencedAtKey  = []byte("fence_at")
 	formatKey    = []byte("format")
 )
 
@@ -54,6 +56,7 @@ type Options struct {
 // handles from AtEpoch share the file and its commit loop.
 type Backend struct {
 	st    *store
+	owner string
 	epoch uint64
 }
 
@@ -123,7 +126,8 @@ func Open(path string, opts Options) (*Backend, error) {
 		case string(format) != formatVersion:
 			return fmt.Errorf("%w: file has format %q, this build reads %q", ErrFormat, format, formatVersion)
 		}
-		epoch, err = readEpoch(tx)
+		f, err := readFence(tx)
+		epoch = f.epoch
 		return err
 	})
 	if err != nil {
@@ -145,10 +149,15 @@ func Open(path string, opts Options) (*Backend, error) {
 	return &Backend{st: st}, nil
 }
 
-// AtEpoch returns a handle on the same store whose writes require the stored
-// fence epoch to equal epoch.
+// AtEpoch returns a handle on the same store, for the same owner, whose
+// writes require the stored fence owner and epoch to equal the handle's.
 func (b *Backend) AtEpoch(epoch uint64) backend.Fencer {
-	return &Backend{st: b.st, epoch: epoch}
+	return &Backend{st: b.st, owner: b.owner, epoch: epoch}
+}
+
+// Owned returns a handle on the same store acting for owner, at epoch 0.
+func (b *Backend) Owned(owner string) backend.Fencer {
+	return &Backend{st: b.st, owner: owner}
 }
 
 // Close stops the commit loop, after it answered every write it accepted,
@@ -293,18 +302,51 @@ func copyData(v []byte) []byte {
 	return append(make([]byte, 0, len(v)), v...)
 }
 
-// readEpoch returns the stored fence epoch; a store never fenced is at 0.
-func readEpoch(tx *bbolt.Tx) (uint64, error) {
+// fence is the stored fence: owner (empty: unowned), epoch, when it last
+// changed.
+type fence struct {
+	owner string
+	epoch uint64
+	at    time.Time
+}
+
+// readFence returns the stored fence; a store never fenced is unowned at 0.
+func readFence(tx *bbolt.Tx) (fence, error) {
 	meta := tx.Bucket(metaBucket)
 	if meta == nil {
-		return 0, errors.New("meta bucket missing: file corrupt")
+		return fence{}, errors.New("meta bucket missing: file corrupt")
 	}
-	v := meta.Get(epochKey)
-	if v == nil {
-		return 0, nil
+	var f fence
+	if v := meta.Get(epochKey); v != nil {
+		if len(v) != 8 {
+			return fence{}, fmt.Errorf("fence epoch of %d bytes, want 8: file corrupt", len(v))
+		}
+		f.epoch = binary.BigEndian.Uint64(v)
 	}
-	if len(v) != 8 {
-		return 0, fmt.Errorf("fence epoch of %d bytes, want 8: file corrupt", len(v))
+	f.owner = string(meta.Get(ownerKey))
+	if v := meta.Get(fencedAtKey); v != nil {
+		if len(v) != 8 {
+			return fence{}, fmt.Errorf("fence time of %d bytes, want 8: file corrupt", len(v))
+		}
+		f.at = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
 	}
-	return binary.BigEndian.Uint64(v), nil
+	return f, nil
+}
+
+// writeFence stores f in the write transaction tx.
+func writeFence(tx *bbolt.Tx, f fence) error {
+	meta := tx.Bucket(metaBucket)
+	return errors.Join(
+		meta.Put(epochKey, binary.BigEndian.AppendUint64(nil, f.epoch)),
+		meta.Put(ownerKey, []byte(f.owner)),
+		meta.Put(fencedAtKey, binary.BigEndian.AppendUint64(nil, uint64(f.at.UnixNano()))),
+	)
+}
+
+// ownerName spells an owner for messages.
+func ownerName(owner string) string {
+	if owner == "" {
+		return "no cluster (unowned)"
+	}
+	return owner
 }

@@ -3,8 +3,8 @@ package bolt
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
+	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -135,35 +135,67 @@ func (b *Backend) Truncate(ctx context.Context, shard string, seqno uint64) (uin
 	return deleted, refused
 }
 
-// Fence raises the stored epoch to epoch; a higher stored epoch refuses it.
+// Fence raises the stored epoch to epoch for the handle's owner; a higher
+// stored epoch, or another owner, refuses it (see backend.Fencer). An
+// unowned store is claimed.
 func (b *Backend) Fence(ctx context.Context, epoch uint64) error {
-	var previous uint64
+	var previous fence
 	var refused error
 	err := b.st.submit(ctx, func(tx *bbolt.Tx) (bool, error) {
 		refused = nil
 		var err error
-		if previous, err = readEpoch(tx); err != nil {
+		if previous, err = readFence(tx); err != nil {
 			return false, err
 		}
-		if previous > epoch {
-			refused = backend.Determinatef("%w: cannot fence at epoch %d, the store is at epoch %d", backend.ErrFenced, epoch, previous)
+		switch {
+		case previous.owner != "" && previous.owner != b.owner:
+			refused = backend.Determinatef("%w: the store belongs to cluster %s (epoch %d); this cluster is %s; to take it over, stop that cluster and run `committer fence adopt --force`",
+				backend.ErrForeignOwner, previous.owner, previous.epoch, ownerName(b.owner))
+			return false, nil
+		case previous.epoch > epoch:
+			refused = backend.Determinatef("%w: cannot fence at epoch %d, the store is at epoch %d", backend.ErrFenced, epoch, previous.epoch)
+			return false, nil
+		case previous.epoch == epoch && previous.owner == b.owner:
 			return false, nil
 		}
-		if previous == epoch {
-			return false, nil
-		}
-		return true, tx.Bucket(metaBucket).Put(epochKey, binary.BigEndian.AppendUint64(nil, epoch))
+		return true, writeFence(tx, fence{owner: b.owner, epoch: epoch, at: time.Now()})
 	})
 	switch {
 	case err != nil:
 		return err
 	case refused != nil:
-		b.st.log.Warn("fence refused", "epoch", epoch, "stored_epoch", previous)
+		b.st.log.Warn("fence refused", "epoch", epoch, "owner", b.owner, "stored_epoch", previous.epoch, "stored_owner", previous.owner)
 		return refused
-	case previous < epoch:
-		b.st.log.Info("fenced", "epoch", epoch, "previous_epoch", previous)
+	case previous.epoch < epoch || previous.owner != b.owner:
+		b.st.log.Info("fenced", "epoch", epoch, "owner", b.owner, "previous_epoch", previous.epoch)
 	}
 	return nil
+}
+
+// Adopt makes the handle's owner the owner of the fence at epoch, whoever
+// owned it.
+func (b *Backend) Adopt(ctx context.Context, epoch uint64) error {
+	if b.owner == "" {
+		return backend.Determinatef("%w: adopting a store needs an owner", backend.ErrInvalidArgument)
+	}
+	err := b.st.submit(ctx, func(tx *bbolt.Tx) (bool, error) {
+		return true, writeFence(tx, fence{owner: b.owner, epoch: epoch, at: time.Now()})
+	})
+	if err == nil {
+		b.st.log.Warn("fence adopted", "owner", b.owner, "epoch", epoch)
+	}
+	return err
+}
+
+// FenceState reads the stored fence.
+func (b *Backend) FenceState(ctx context.Context) (backend.FenceState, error) {
+	var st backend.FenceState
+	err := b.st.view(ctx, func(tx *bbolt.Tx) error {
+		f, err := readFence(tx)
+		st = backend.FenceState{Owner: f.owner, Epoch: f.epoch, FencedAt: f.at}
+		return err
+	})
+	return st, err
 }
 
 // checkEpoch runs inside every write transaction, so that a Fence committed
@@ -171,12 +203,15 @@ func (b *Backend) Fence(ctx context.Context, epoch uint64) error {
 // after it. refused is the caller's determinate fenced error; fault is a
 // storage fault that aborts the transaction.
 func (b *Backend) checkEpoch(tx *bbolt.Tx) (refused, fault error) {
-	stored, err := readEpoch(tx)
+	stored, err := readFence(tx)
 	if err != nil {
 		return nil, err
 	}
-	if stored != b.epoch {
-		return backend.Determinatef("%w: handle epoch %d, store epoch %d", backend.ErrFenced, b.epoch, stored), nil
+	if stored.owner != b.owner {
+		return backend.Determinatef("%w: the store belongs to %s, this handle writes for %s", backend.ErrFenced, ownerName(stored.owner), ownerName(b.owner)), nil
+	}
+	if stored.epoch != b.epoch {
+		return backend.Determinatef("%w: handle epoch %d, store epoch %d", backend.ErrFenced, b.epoch, stored.epoch), nil
 	}
 	return nil, nil
 }

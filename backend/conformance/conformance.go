@@ -28,6 +28,7 @@ func RunFencing(t *testing.T, newStore func(t *testing.T) backend.Fencer) {
 	t.Run("StaleEpochRejected", func(t *testing.T) { testStaleEpochRejected(t, newStore(t)) })
 	t.Run("UnboundHandleWritesAtEpochZero", func(t *testing.T) { testUnboundHandle(t, newStore(t)) })
 	t.Run("FenceStopsRacingWriters", func(t *testing.T) { testFenceStopsRacingWriters(t, newStore(t)) })
+	t.Run("FenceBelongsToOneOwner", func(t *testing.T) { testFenceBelongsToOneOwner(t, newStore(t)) })
 }
 
 // Run runs both.

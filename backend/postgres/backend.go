@@ -29,6 +29,7 @@ const defaultConnectTimeout = 10 * time.Second
 // by AtEpoch share one pool; Close any one of them once.
 type Backend struct {
 	shared *shared
+	owner  string
 	epoch  uint64
 }
 
@@ -141,9 +142,15 @@ func describeTarget(cfg *pgxpool.Config) string {
 // IsCockroach reports whether the database is CockroachDB.
 func (b *Backend) IsCockroach() bool { return b.shared.cockroach }
 
-// AtEpoch returns a handle on the same pool whose writes are bound to epoch.
+// AtEpoch returns a handle on the same pool, for the same owner, whose
+// writes are bound to epoch.
 func (b *Backend) AtEpoch(epoch uint64) backend.Fencer {
-	return &Backend{shared: b.shared, epoch: epoch}
+	return &Backend{shared: b.shared, owner: b.owner, epoch: epoch}
+}
+
+// Owned returns a handle on the same pool acting for owner, at epoch 0.
+func (b *Backend) Owned(owner string) backend.Fencer {
+	return &Backend{shared: b.shared, owner: owner}
 }
 
 // Close closes the pool shared by every handle.

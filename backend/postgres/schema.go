@@ -45,17 +45,53 @@ const sqlConfigureZone = `ALTER TABLE consensus.consensus CONFIGURE ZONE USING g
 
 // The fencing table holds exactly one row (id = 1, enforced by the CHECK) so
 // that every writer has a row to read or lock, and Fence is a one-row write.
+// The row names the owning cluster (empty: unowned, claimable by the first
+// fence) and when it was last fenced, by the database's clock.
 const sqlCreateFenceTable = `CREATE TABLE IF NOT EXISTS consensus.committer_fence (
 	id int8 NOT NULL PRIMARY KEY,
 	epoch int8 NOT NULL,
+	owner text NOT NULL DEFAULT '',
+	fenced_at timestamptz,
 	CHECK (id = 1)
 )`
 
-// The row starts at epoch 0, the epoch of the handle Open returns. ON
-// CONFLICT DO NOTHING keeps an existing epoch: recreating a schema must never
-// lower it. Valid on both databases.
+// A fence table made by an older release lacks the owner columns.
+const (
+	sqlCountFenceColumns = `SELECT count(*) FROM information_schema.columns
+WHERE table_schema = 'consensus' AND table_name = 'committer_fence' AND column_name IN ('owner', 'fenced_at')`
+	sqlAddFenceOwner    = `ALTER TABLE consensus.committer_fence ADD COLUMN IF NOT EXISTS owner text NOT NULL DEFAULT ''`
+	sqlAddFenceFencedAt = `ALTER TABLE consensus.committer_fence ADD COLUMN IF NOT EXISTS fenced_at timestamptz`
+)
+
+// fenceMarkerShard names the marker row that records, in the data table,
+// that this database has had a fence. Its seqno is negative, so the API never
+// returns, counts or deletes it (every statement filters sequence_number >=
+// 0), whatever shard names clients use.
+const (
+	fenceMarkerShard = "committer/fence-marker"
+	fenceMarkerSeqNo = -2
+)
+
+// sqlHasFenceMarker reports whether the marker row exists.
+const sqlHasFenceMarker = `SELECT count(*) FROM consensus.consensus
+WHERE shard = $1::text AND sequence_number = $2::int8`
+
+// sqlInsertFenceMarker writes the marker row; idempotent.
+const sqlInsertFenceMarker = `INSERT INTO consensus.consensus (shard, sequence_number, data) VALUES ($1::text, $2::int8, ''::bytea)
+ON CONFLICT DO NOTHING`
+
+// The row starts unowned at epoch 0, the epoch of the handle Open returns.
+// ON CONFLICT DO NOTHING keeps an existing row. It is inserted only for a
+// database that never had a fence (no marker row): a fence row that vanished
+// from a database that had one is not recreated, since the new row could not
+// know the epoch the old one held, and a deposed leader could then fence
+// and write again (docs/architecture.md §5.6); Adopt recreates it. Valid on
+// both databases.
 const sqlInsertFenceRow = `INSERT INTO consensus.committer_fence (id, epoch) VALUES (1, 0)
 ON CONFLICT (id) DO NOTHING`
+
+// sqlHasFenceRow reports whether the fence row exists.
+const sqlHasFenceRow = `SELECT count(*) FROM consensus.committer_fence WHERE id = 1`
 
 // schemaAttempts bounds retries when several replicas create the schema at
 // once: PostgreSQL's IF NOT EXISTS is not race-free (23505 on a catalog
@@ -121,8 +157,40 @@ func (s *shared) ensureSchemaOnce(ctx context.Context) error {
 			}
 		}
 	}
-	if _, err := conn.Exec(ctx, sqlInsertFenceRow); err != nil {
-		return fmt.Errorf("insert fence row: %w", err)
+	var columns int
+	if err := conn.QueryRow(ctx, sqlCountFenceColumns).Scan(&columns); err != nil {
+		return fmt.Errorf("look for fence columns: %w", err)
+	}
+	if columns < 2 {
+		for _, stmt := range []string{sqlAddFenceOwner, sqlAddFenceFencedAt} {
+			if _, err := conn.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("%s: %w", firstLine(stmt), err)
+			}
+		}
+		s.logger.Info("postgres: added the owner columns to the fence table")
+	}
+	var rows, markers int
+	if err := conn.QueryRow(ctx, sqlHasFenceRow).Scan(&rows); err != nil {
+		return fmt.Errorf("look for the fence row: %w", err)
+	}
+	if err := conn.QueryRow(ctx, sqlHasFenceMarker, fenceMarkerShard, fenceMarkerSeqNo).Scan(&markers); err != nil {
+		return fmt.Errorf("look for the fence marker: %w", err)
+	}
+	switch {
+	case rows == 0 && markers > 0:
+		// The database had a fence and lost it: writes stay refused until
+		// an operator adopts the database.
+		s.logger.Error("postgres: the fence row is missing from a database that had one; no leader can write until an operator runs `committer fence adopt --force`")
+		return nil
+	case rows == 0:
+		if _, err := conn.Exec(ctx, sqlInsertFenceRow); err != nil {
+			return fmt.Errorf("insert fence row: %w", err)
+		}
+	}
+	if markers == 0 {
+		if _, err := conn.Exec(ctx, sqlInsertFenceMarker, fenceMarkerShard, fenceMarkerSeqNo); err != nil {
+			return fmt.Errorf("insert fence marker: %w", err)
+		}
 	}
 	return nil
 }

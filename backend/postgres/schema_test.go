@@ -178,23 +178,36 @@ func TestVanishedSchemaIsRecreated(t *testing.T) {
 	}
 	wantCAS(t, b.AtEpoch(3), "K", 0, "epoch 3", true)
 
-	// A deleted fence row is recreated at epoch 0: writers of epoch 0 may
-	// write again (the operator reset the fence), higher epochs are fenced
-	// until they fence again.
+	// A fence row deleted from a database that had one is not recreated: a
+	// new row could not know the epoch the old one held, and a deposed
+	// leader could fence and write again. Every write and every fence is
+	// refused (fence lost) until an operator adopts the database.
 	mustExec(t, admin, `DELETE FROM consensus.committer_fence`)
-	wantCAS(t, b, "K", 1, "epoch 0 after fence row reset", true)
-	_, err = b.AtEpoch(3).CompareAndSet(ctx, "K", vd(2, "epoch 3 after reset"))
-	wantDeterminate(t, "epoch 3 cas after fence row reset", err, backend.ErrFenced)
-	mustExec(t, admin, `DELETE FROM consensus.committer_fence`)
-	if err := b.Fence(ctx, 4); err != nil {
-		t.Fatalf("fence(4) with the fence row deleted: %v", err)
+	_, err = b.CompareAndSet(ctx, "K", vd(1, "epoch 0 after fence row loss"))
+	wantDeterminate(t, "epoch 0 cas after fence row loss", err, backend.ErrFenceLost)
+	_, err = b.AtEpoch(3).CompareAndSet(ctx, "K", vd(1, "epoch 3 after fence row loss"))
+	wantDeterminate(t, "epoch 3 cas after fence row loss", err, backend.ErrFenceLost)
+	wantDeterminate(t, "fence(4) after fence row loss", b.Fence(ctx, 4), backend.ErrFenceLost)
+	if st, err := b.FenceState(ctx); err != nil || !st.Lost {
+		t.Fatalf("fence state after fence row loss = %+v, %v; want lost", st, err)
 	}
-	wantCAS(t, b.AtEpoch(4), "K", 2, "epoch 4", true)
-	wantScan(t, b, "K", 0, vd(0, "epoch 3"), vd(1, "epoch 0 after fence row reset"), vd(2, "epoch 4"))
-	// One recreation per drop or delete above, except the last: Fence's
-	// upsert recreates a missing row by itself.
-	if n := strings.Count(logs.String(), "consensus schema missing, recreating it"); n != 9 {
-		t.Fatalf("%d schema recreations logged, want 9; log:\n%s", n, logs.String())
+	adopter := b.Owned("cluster-c")
+	if err := adopter.Adopt(ctx, 4); err != nil {
+		t.Fatalf("adopt after fence row loss: %v", err)
+	}
+	wantCAS(t, adopter.AtEpoch(4), "K", 1, "epoch 4", true)
+	// The same for a dropped fence table, while the data table stays.
+	mustExec(t, admin, `DROP TABLE consensus.committer_fence`)
+	_, err = adopter.AtEpoch(4).CompareAndSet(ctx, "K", vd(2, "after fence table drop"))
+	wantDeterminate(t, "cas after fence table drop", err, backend.ErrFenceLost)
+	if err := adopter.Adopt(ctx, 5); err != nil {
+		t.Fatalf("adopt after fence table drop: %v", err)
+	}
+	wantCAS(t, adopter.AtEpoch(5), "K", 2, "epoch 5", true)
+	wantScan(t, b, "K", 0, vd(0, "epoch 3"), vd(1, "epoch 4"), vd(2, "epoch 5"))
+	// One recreation attempt per drop or delete above.
+	if n := strings.Count(logs.String(), "consensus schema missing, recreating it"); n != 11 {
+		t.Fatalf("%d schema recreations logged, want 11; log:\n%s", n, logs.String())
 	}
 }
 
@@ -275,4 +288,36 @@ func TestListKeysByteOrderUnderLinguisticCollation(t *testing.T) {
 	if slices.Equal(dbOrder, want) {
 		t.Fatalf("ICU collation orders %q like bytes; the control is void", dbOrder)
 	}
+}
+
+// A database made by a release whose fence had no owner is upgraded in
+// place at Open: the epoch is kept, the fence is unowned (claimable by the
+// first cluster to fence above it), and existing data is untouched.
+func TestFenceTableWithoutOwnerIsUpgraded(t *testing.T) {
+	url := pgtestURL(t)
+	admin := adminConn(t, url)
+	mustExec(t, admin, `CREATE SCHEMA consensus`)
+	mustExec(t, admin, `CREATE TABLE consensus.consensus (shard text NOT NULL, sequence_number bigint NOT NULL, data bytea NOT NULL, PRIMARY KEY (shard, sequence_number))`)
+	mustExec(t, admin, `CREATE TABLE consensus.committer_fence (id int8 NOT NULL PRIMARY KEY, epoch int8 NOT NULL, CHECK (id = 1))`)
+	mustExec(t, admin, `INSERT INTO consensus.committer_fence VALUES (1, 7)`)
+	mustExec(t, admin, `INSERT INTO consensus.consensus VALUES ('K', 0, 'old')`)
+
+	b, err := Open(t.Context(), Config{URL: url, Logger: discardLogger()})
+	if err != nil {
+		t.Fatalf("open over the old schema: %v", err)
+	}
+	defer b.Close()
+	ctx := t.Context()
+	st, err := b.FenceState(ctx)
+	if err != nil || st.Lost || st.Owner != "" || st.Epoch != 7 {
+		t.Fatalf("fence after the upgrade = %+v, %v; want unowned at 7", st, err)
+	}
+	a := b.Owned("cluster-a")
+	wantDeterminate(t, "fence(6) below the kept epoch", a.Fence(ctx, 6), backend.ErrFenced)
+	if err := a.Fence(ctx, 8); err != nil {
+		t.Fatalf("claim at 8: %v", err)
+	}
+	wantCAS(t, a.AtEpoch(8), "K", 1, "new", true)
+	wantScan(t, b, "K", 0, vd(0, "old"), vd(1, "new"))
+	wantKeys(t, b, "K")
 }

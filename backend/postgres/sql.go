@@ -100,7 +100,7 @@ WHERE sequence_number >= 0`
 //     same effect as on PostgreSQL READ COMMITTED.
 //
 // Index: primary-key point lookup (id = 1).
-const sqlLockFence = `SELECT epoch FROM consensus.committer_fence WHERE id = 1 FOR SHARE`
+const sqlLockFence = `SELECT epoch, owner FROM consensus.committer_fence WHERE id = 1 FOR SHARE`
 
 // sqlReadFence reads the stored epoch. Fence uses it for its error message;
 // and it precedes, in the same implicit transaction, every read of a handle
@@ -126,26 +126,42 @@ const sqlLockFence = `SELECT epoch FROM consensus.committer_fence WHERE id = 1 F
 // Index: primary-key point lookup (id = 1).
 const sqlReadFence = `SELECT epoch FROM consensus.committer_fence WHERE id = 1`
 
-// sqlFence raises the stored epoch to $1 unless a higher one is stored; no
-// row returned means a higher epoch is there (ErrFenced).
+// sqlFence raises the stored epoch to $1 for owner $2, unless a higher epoch
+// is stored or another owner holds the fence; no row returned means refused
+// (the caller reads sqlFenceState to say why). An empty owner is unowned and
+// claimable: a fresh database needs no extra step.
 //
-// One short statement (CockroachDB writers wait while an uncommitted bump
-// exists). The upsert form also recreates a deleted fence row. An upsert
-// locks the conflicting row (waiting for writers' FOR SHARE locks) and
-// evaluates the DO UPDATE WHERE against the latest committed version, so the
-// comparison is never made on a stale epoch; under SERIALIZABLE a concurrent
-// committed change of the row makes it fail with 40001 instead, and it is
-// retried. CockroachDB supports INSERT ... AS alias ... ON CONFLICT (col) DO
-// UPDATE ... WHERE ... RETURNING, and a one-row upsert in an implicit
-// transaction is its one-phase-commit fast path.
+// An UPDATE, not an upsert: a vanished fence row must never be recreated by
+// a leader's fence, since the recreated row could not know the epoch it had
+// (docs/architecture.md §5.6); Adopt is the operator's way to recreate it.
+// The UPDATE locks the row (waiting for writers' FOR SHARE locks) and, under
+// READ COMMITTED, re-evaluates its WHERE against the latest committed
+// version, so the comparison is never made on a stale epoch; under
+// SERIALIZABLE a concurrent committed change of the row makes it fail with
+// 40001 instead, and it is retried. On CockroachDB a one-row UPDATE in an
+// implicit transaction takes the one-phase-commit fast path.
 //
 // Index: primary-key point write (id = 1).
-const sqlFence = `INSERT INTO consensus.committer_fence AS f (id, epoch) VALUES (1, $1::int8)
-ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch
-WHERE f.epoch <= excluded.epoch
-RETURNING f.epoch`
+const sqlFence = `UPDATE consensus.committer_fence
+SET epoch = $1::int8, owner = $2::text, fenced_at = now()
+WHERE id = 1 AND epoch <= $1::int8 AND (owner = $2::text OR owner = '')
+RETURNING epoch`
 
-// sqlCAS appends ($1, $2, $3) iff the fence holds epoch $4 and the shard's
+// sqlFenceState reads the whole fence row, for refusals, status and Adopt.
+// fenced_at is the database's clock, the same for every cluster that reads
+// it.
+//
+// Index: primary-key point lookup (id = 1).
+const sqlFenceState = `SELECT epoch, owner, fenced_at FROM consensus.committer_fence WHERE id = 1`
+
+// sqlAdopt makes $2 the owner of the fence at epoch $1, whoever owned it,
+// and recreates a lost fence row. It is the operator's explicit takeover
+// (committer fence adopt); no leader ever runs it on its own.
+const sqlAdopt = `INSERT INTO consensus.committer_fence AS f (id, epoch, owner, fenced_at) VALUES (1, $1::int8, $2::text, now())
+ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, owner = excluded.owner, fenced_at = excluded.fenced_at`
+
+// sqlCAS appends ($1, $2, $3) iff the fence holds owner $5 at epoch $4 and
+// the shard's
 // latest non-negative seqno is $2 - 1 (-1 standing for "no version", so that
 // seqno 0 commits exactly on an empty shard). RETURNING yields one row iff it
 // committed.
@@ -178,7 +194,7 @@ RETURNING f.epoch`
 // lookup; the insert's conflict check is the primary key itself.
 const sqlCAS = `INSERT INTO consensus.consensus (shard, sequence_number, data)
 SELECT $1::text, $2::int8, $3::bytea
-WHERE (SELECT f.epoch FROM consensus.committer_fence AS f WHERE f.id = 1) = $4::int8
+WHERE (SELECT f.epoch FROM consensus.committer_fence AS f WHERE f.id = 1 AND f.owner = $5::text) = $4::int8
   AND COALESCE((SELECT c.sequence_number FROM consensus.consensus AS c
                 WHERE c.shard = $1::text AND c.sequence_number >= 0
                 ORDER BY c.sequence_number DESC
@@ -208,7 +224,7 @@ RETURNING sequence_number`
 const sqlCASMulti = `INSERT INTO consensus.consensus (shard, sequence_number, data)
 SELECT u.shard, u.seq, u.data
 FROM unnest($1::text[], $2::int8[], $3::bytea[]) AS u (shard, seq, data)
-WHERE (SELECT f.epoch FROM consensus.committer_fence AS f WHERE f.id = 1) = $4::int8
+WHERE (SELECT f.epoch FROM consensus.committer_fence AS f WHERE f.id = 1 AND f.owner = $5::text) = $4::int8
   AND COALESCE((SELECT c.sequence_number FROM consensus.consensus AS c
                 WHERE c.shard = u.shard AND c.sequence_number >= 0
                 ORDER BY c.sequence_number DESC
@@ -217,7 +233,8 @@ ON CONFLICT DO NOTHING
 RETURNING shard`
 
 // sqlTruncate deletes the non-negative versions of $1 below $2, only if the
-// head is at least $2 and the fence holds epoch $3, and returns (head,
+// head is at least $2 and the fence holds owner $4 at epoch $3, and returns
+// (head,
 // number deleted). A NULL head (empty shard) or a head below $2 means
 // ErrTruncateAboveHead, and nothing was deleted.
 //
@@ -247,7 +264,7 @@ const sqlTruncate = `WITH head AS (
 	DELETE FROM consensus.consensus AS d
 	WHERE d.shard = $1::text AND d.sequence_number >= 0 AND d.sequence_number < $2::int8
 	  AND (SELECT h.sequence_number FROM head AS h) >= $2::int8
-	  AND (SELECT f.epoch FROM consensus.committer_fence AS f WHERE f.id = 1) = $3::int8
+	  AND (SELECT f.epoch FROM consensus.committer_fence AS f WHERE f.id = 1 AND f.owner = $4::text) = $3::int8
 	RETURNING d.sequence_number
 )
 SELECT (SELECT h.sequence_number FROM head AS h), (SELECT count(*) FROM deleted)`

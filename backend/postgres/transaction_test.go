@@ -35,8 +35,8 @@ func TestBatchIsOneTransaction(t *testing.T) {
 			batch.Queue(`SELECT (SELECT xmax FROM consensus.committer_fence WHERE id = 1)::text, txid_current()::text`)
 			br := conn.SendBatch(ctx, batch)
 			var epoch int64
-			var txid1, lockXmax, txid2 string
-			if err := br.QueryRow().Scan(&epoch); err != nil {
+			var owner, txid1, lockXmax, txid2 string
+			if err := br.QueryRow().Scan(&epoch, &owner); err != nil {
 				t.Fatal(err)
 			}
 			if err := br.QueryRow().Scan(&txid1); err != nil {
@@ -95,8 +95,8 @@ func TestFenceWaitsForWriteInFlight(t *testing.T) {
 
 			fenceDone := make(chan error, 1)
 			go func() { fenceDone <- b.Fence(ctx, 1) }()
-			// The fence upsert must be blocked on the writer's row lock.
-			waitForActivity(t, admin, `INSERT INTO consensus.committer_fence`, "Lock")
+			// The fence update must be blocked on the writer's row lock.
+			waitForActivity(t, admin, `UPDATE consensus.committer_fence`, "Lock")
 			select {
 			case err := <-fenceDone:
 				t.Fatalf("fence returned (%v) while a write batch held the fence row", err)
@@ -174,7 +174,8 @@ func TestIsolationAndApplicationName(t *testing.T) {
 				batch.Queue(`SELECT current_setting('transaction_isolation')`)
 				br := conn.SendBatch(ctx, batch)
 				var epoch int64
-				if err := br.QueryRow().Scan(&epoch); err != nil {
+				var owner string
+				if err := br.QueryRow().Scan(&epoch, &owner); err != nil {
 					t.Fatal(err)
 				}
 				if err := br.QueryRow().Scan(&iso); err != nil {
@@ -227,9 +228,9 @@ func TestPlansStayOnPrimaryKey(t *testing.T) {
 	}{
 		{"head", sqlHead, `EXECUTE head('no-such-shard')`},
 		{"scan", sqlScan, `EXECUTE scan('no-such-shard', 0, 9223372036854775807)`},
-		{"cas", sqlCAS, `EXECUTE cas('no-such-shard', 0, '\x00', 0)`},
-		{"cas_multi", sqlCASMulti, `EXECUTE cas_multi(ARRAY['no-such-shard', 'another'], ARRAY[0, 0]::int8[], ARRAY['\x00', '\x01']::bytea[], 0)`},
-		{"truncate", sqlTruncate, `EXECUTE truncate('no-such-shard', 5, 0)`},
+		{"cas", sqlCAS, `EXECUTE cas('no-such-shard', 0, '\x00', 0, '')`},
+		{"cas_multi", sqlCASMulti, `EXECUTE cas_multi(ARRAY['no-such-shard', 'another'], ARRAY[0, 0]::int8[], ARRAY['\x00', '\x01']::bytea[], 0, '')`},
+		{"truncate", sqlTruncate, `EXECUTE truncate('no-such-shard', 5, 0, '')`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mustExec(t, admin, `PREPARE `+tc.name+` AS `+tc.sql)

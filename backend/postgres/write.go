@@ -43,7 +43,7 @@ func (b *Backend) CompareAndSet(ctx context.Context, shard string, v backend.Ver
 	err = b.shared.write(ctx, "compare-and-set", func(ctx context.Context, conn *pgx.Conn) error {
 		committed = false
 		var inserted int
-		out, err := fencedBatch(ctx, conn, sqlCAS, []any{shard, int64(v.SeqNo), nonNil(v.Data), epoch},
+		out, err := fencedBatch(ctx, conn, sqlCAS, []any{shard, int64(v.SeqNo), nonNil(v.Data), epoch, b.owner},
 			func(rows pgx.Rows) (err error) {
 				inserted, err = countRows(rows)
 				return err
@@ -61,7 +61,7 @@ func (b *Backend) CompareAndSet(ctx context.Context, shard string, v backend.Ver
 			committed = true
 			return nil
 		}
-		return out.nothingWritten(epoch)
+		return out.nothingWritten(b.owner, epoch)
 	})
 	if err != nil {
 		return false, err
@@ -96,7 +96,7 @@ func (b *Backend) CompareAndSetMulti(ctx context.Context, ops []backend.CASOp) (
 	var committed map[string]bool
 	err = b.shared.write(ctx, "compare-and-set-multi", func(ctx context.Context, conn *pgx.Conn) error {
 		committed = make(map[string]bool, len(ops))
-		out, err := fencedBatch(ctx, conn, sqlCASMulti, []any{shards, seqs, datas, epoch},
+		out, err := fencedBatch(ctx, conn, sqlCASMulti, []any{shards, seqs, datas, epoch, b.owner},
 			func(rows pgx.Rows) error {
 				var shard string
 				_, err := pgx.ForEachRow(rows, []any{&shard}, func() error {
@@ -114,7 +114,7 @@ func (b *Backend) CompareAndSetMulti(ctx context.Context, ops []backend.CASOp) (
 		if len(committed) > 0 {
 			return nil
 		}
-		return out.nothingWritten(epoch)
+		return out.nothingWritten(b.owner, epoch)
 	})
 	if err != nil {
 		return nil, err
@@ -139,7 +139,7 @@ func (b *Backend) Truncate(ctx context.Context, shard string, seqno uint64) (uin
 	err = b.shared.write(ctx, "truncate", func(ctx context.Context, conn *pgx.Conn) error {
 		var head *int64
 		deleted = 0
-		out, err := fencedBatch(ctx, conn, sqlTruncate, []any{shard, int64(seqno), epoch},
+		out, err := fencedBatch(ctx, conn, sqlTruncate, []any{shard, int64(seqno), epoch, b.owner},
 			func(rows pgx.Rows) error {
 				n := 0
 				_, err := pgx.ForEachRow(rows, []any{&head, &deleted}, func() error {
@@ -157,7 +157,7 @@ func (b *Backend) Truncate(ctx context.Context, shard string, seqno uint64) (uin
 		if deleted > 0 {
 			return nil
 		}
-		if err := out.nothingWritten(epoch); err != nil {
+		if err := out.nothingWritten(b.owner, epoch); err != nil {
 			return err
 		}
 		if head == nil {
@@ -174,8 +174,8 @@ func (b *Backend) Truncate(ctx context.Context, shard string, seqno uint64) (uin
 	return uint64(deleted), nil
 }
 
-// Fence raises the stored epoch to epoch, or fails with ErrFenced if a higher
-// one is stored. It is one statement (sqlFence), so the window in which
+// Fence raises the stored epoch to epoch for the handle's owner (see
+// backend.Fencer). It is one statement (sqlFence), so the window in which
 // writers wait for it is one short row update.
 func (b *Backend) Fence(ctx context.Context, epoch uint64) error {
 	e, err := sqlEpoch(epoch)
@@ -184,31 +184,105 @@ func (b *Backend) Fence(ctx context.Context, epoch uint64) error {
 	}
 	return b.shared.write(ctx, "fence", func(ctx context.Context, conn *pgx.Conn) error {
 		var stored int64
-		err := conn.QueryRow(ctx, sqlFence, e).Scan(&stored)
+		err := conn.QueryRow(ctx, sqlFence, e, b.owner).Scan(&stored)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		// Nothing was written. The stored epoch is read only to explain the
-		// refusal; the refusal itself was decided by the upsert.
-		if rerr := conn.QueryRow(ctx, sqlReadFence).Scan(&stored); rerr != nil {
-			return backend.Determinatef("%w: an epoch above %d is stored", backend.ErrFenced, epoch)
+		// Nothing was written. The row is read only to explain the
+		// refusal; the refusal itself was decided by the update.
+		st, serr := readFenceState(ctx, conn)
+		switch {
+		case serr != nil:
+			return backend.Determinatef("%w: the fence refused epoch %d (%v)", backend.ErrFenced, epoch, serr)
+		case st.Lost:
+			return backend.Determinatef("%w: the fence row is missing from a database that had one; run `committer fence adopt --force`", backend.ErrFenceLost)
+		case st.Owner != "" && st.Owner != b.owner:
+			return backend.Determinatef("%w: the database belongs to cluster %s (epoch %d, fenced %s); this cluster is %s; to take it over, stop that cluster and run `committer fence adopt --force`",
+				backend.ErrForeignOwner, st.Owner, st.Epoch, fencedAgo(st), ownerName(b.owner))
 		}
-		return backend.Determinatef("%w: stored epoch %d is above %d", backend.ErrFenced, stored, epoch)
+		return backend.Determinatef("%w: stored epoch %d is above %d", backend.ErrFenced, st.Epoch, epoch)
 	})
+}
+
+// FenceState reads the fence row.
+func (b *Backend) FenceState(ctx context.Context) (backend.FenceState, error) {
+	var st backend.FenceState
+	err := b.shared.read(ctx, "fence state", func(ctx context.Context, conn *pgx.Conn) (err error) {
+		st, err = readFenceState(ctx, conn)
+		return err
+	})
+	return st, err
+}
+
+// Adopt makes the handle's owner the owner of the fence at epoch (sqlAdopt),
+// recreating a lost row.
+func (b *Backend) Adopt(ctx context.Context, epoch uint64) error {
+	e, err := sqlEpoch(epoch)
+	if err != nil {
+		return err
+	}
+	if b.owner == "" {
+		return backend.Determinatef("%w: adopting a database needs an owner", backend.ErrInvalidArgument)
+	}
+	err = b.shared.write(ctx, "adopt fence", func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, sqlAdopt, e, b.owner)
+		return err
+	})
+	if err == nil {
+		b.shared.logger.Warn("postgres: fence adopted", "owner", b.owner, "epoch", epoch)
+	}
+	return err
+}
+
+func readFenceState(ctx context.Context, conn *pgx.Conn) (backend.FenceState, error) {
+	var st backend.FenceState
+	var epoch int64
+	var at *time.Time
+	err := conn.QueryRow(ctx, sqlFenceState).Scan(&epoch, &st.Owner, &at)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return backend.FenceState{Lost: true}, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	st.Epoch = uint64(epoch)
+	if at != nil {
+		st.FencedAt = *at
+	}
+	return st, nil
+}
+
+// ownerName spells an owner for messages.
+func ownerName(owner string) string {
+	if owner == "" {
+		return "no cluster (unowned)"
+	}
+	return owner
+}
+
+func fencedAgo(st backend.FenceState) string {
+	if st.FencedAt.IsZero() {
+		return "at an unknown time"
+	}
+	return time.Since(st.FencedAt).Round(time.Second).String() + " ago"
 }
 
 // batchOutcome is what the fence read of a write batch saw.
 type batchOutcome struct {
-	stored   int64 // the stored epoch
-	fenceRow bool  // false if the fence row did not exist
+	stored      int64  // the stored epoch
+	storedOwner string // the stored owner
+	fenceRow    bool   // false if the fence row did not exist
 }
 
-// nothingWritten explains a write batch that wrote nothing: a stale epoch
-// (ErrFenced), a missing fence row (recreated by withRecovery), or nil for
-// an ordinary mismatch.
-func (o batchOutcome) nothingWritten(epoch int64) error {
+// nothingWritten explains a write batch that wrote nothing: another owner
+// or a stale epoch (ErrFenced), a missing fence row (errFenceRowMissing), or
+// nil for an ordinary mismatch.
+func (o batchOutcome) nothingWritten(owner string, epoch int64) error {
 	if !o.fenceRow {
 		return errFenceRowMissing
+	}
+	if o.storedOwner != owner {
+		return backend.Determinatef("%w: the fence belongs to %s, this handle writes for %s", backend.ErrFenced, ownerName(o.storedOwner), ownerName(owner))
 	}
 	if o.stored != epoch {
 		return backend.Determinatef("%w: stored epoch %d, this handle writes at epoch %d", backend.ErrFenced, o.stored, epoch)
@@ -237,7 +311,7 @@ func fencedBatch(ctx context.Context, conn *pgx.Conn, sql string, args []any, re
 	batch.Queue(sql, args...)
 	br := conn.SendBatch(ctx, batch)
 	var out batchOutcome
-	err := br.QueryRow().Scan(&out.stored)
+	err := br.QueryRow().Scan(&out.stored, &out.storedOwner)
 	switch {
 	case err == nil:
 		out.fenceRow = true
@@ -277,7 +351,7 @@ func (s *shared) write(ctx context.Context, op string, run func(ctx context.Cont
 		return err
 	}
 	if errors.Is(err, errFenceRowMissing) {
-		return backend.Determinatef("postgres: %s: %w: %w after recreating it", op, backend.ErrFenced, err)
+		return backend.Determinatef("postgres: %s: %w: the fence row is missing from a database that had one; run `committer fence adopt --force`", op, backend.ErrFenceLost)
 	}
 	wrapped := s.redact(fmt.Errorf("postgres: %s: %w", op, err))
 	var ae *acquireError

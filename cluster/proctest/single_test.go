@@ -34,7 +34,12 @@ func TestOneReplicaCluster(t *testing.T) {
 			o.head("k", &backend.VersionedData{SeqNo: 0, Data: []byte("a")})
 
 			status := func() *adminpb.StatusResponse {
-				st, err := r.WaitStatus(timeout(t, 20*time.Second), func(st *adminpb.StatusResponse) bool { return st.GetReady() })
+				// Ready, and its own addresses recorded: a replica registers
+				// them just after it starts, so the first ready status may
+				// predate the record.
+				st, err := r.WaitStatus(timeout(t, 20*time.Second), func(st *adminpb.StatusResponse) bool {
+					return st.GetReady() && slices.Equal(viewOf(st.GetMembers()), votersOf(r))
+				})
 				must(t, err)
 				if st.GetId() != r.ID() || st.GetState() != adminpb.RaftState_RAFT_STATE_LEADER || st.GetLeader().GetId() != r.ID() {
 					t.Fatalf("status: id %s state %v leader %s", st.GetId(), st.GetState(), st.GetLeader().GetId())

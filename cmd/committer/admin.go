@@ -82,6 +82,12 @@ func printStatus(w io.Writer, m proto.Message) {
 		fmt.Fprintf(w, "leader:        none known\n")
 	}
 	fmt.Fprintf(w, "term:          %d\n", st.GetTerm())
+	if id := st.GetClusterId(); id != "" {
+		fmt.Fprintf(w, "cluster id:    %s\n", id)
+	}
+	if p := st.GetFenceProblem(); p != "" {
+		fmt.Fprintf(w, "CANNOT SERVE:  %s\n", p)
+	}
 	fmt.Fprintf(w, "commit/applied/last index: %d/%d/%d\n", st.GetCommitIndex(), st.GetAppliedIndex(), st.GetLastLogIndex())
 	if d := st.GetLastLeaderContact(); d != nil {
 		fmt.Fprintf(w, "last leader contact: %s\n", d.AsDuration().Round(time.Millisecond))
@@ -209,4 +215,45 @@ func newLeaderCommand() *cobra.Command {
 	transfer.Flags().StringVar(&to, "to", "", "id of the replica to hand leadership to (empty: any)")
 	cmd.AddCommand(transfer)
 	return cmd
+}
+
+func newFenceCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "fence", Short: "The database's fence: which cluster owns it"}
+	var f adminFlags
+	var force bool
+	adopt := &cobra.Command{
+		Use:   "adopt",
+		Short: "Make this cluster the owner of the database (a takeover)",
+		Long: "adopt makes the cluster of the replica at --addr the owner of the database's\n" +
+			"fence, at its leader's term. A database belongs to the first cluster that\n" +
+			"fenced it; replicas of any other cluster stay not ready and say so in\n" +
+			"`committer status`. Taking a database over is an explicit act: without --force\n" +
+			"adopt refuses whenever another cluster is recorded as the owner, or the fence\n" +
+			"row was lost, because it cannot prove that the other cluster stopped. Stop\n" +
+			"every replica of the old cluster first: once adopted, its writes are refused.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return f.call(cmd.Context(), func(ctx context.Context, c adminpb.AdminClient) (proto.Message, error) {
+				return c.AdoptFence(ctx, &adminpb.AdoptFenceRequest{Force: force})
+			}, cmd.OutOrStdout(), func(w io.Writer, m proto.Message) {
+				r := m.(*adminpb.AdoptFenceResponse)
+				before := fmt.Sprintf("owned by %s at epoch %d", orUnowned(r.GetPreviousOwner()), r.GetPreviousEpoch())
+				if r.GetPreviousLost() {
+					before = "lost"
+				}
+				fmt.Fprintf(w, "fence was %s; now owned by %s at epoch %d\n", before, orUnowned(r.GetOwner()), r.GetEpoch())
+			})
+		},
+	}
+	f.register(adopt)
+	adopt.Flags().BoolVar(&force, "force", false, "take the database over although another cluster is recorded as its owner, or its fence was lost")
+	cmd.AddCommand(adopt)
+	return cmd
+}
+
+func orUnowned(owner string) string {
+	if owner == "" {
+		return "no cluster (unowned)"
+	}
+	return owner
 }

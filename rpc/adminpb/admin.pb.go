@@ -284,8 +284,15 @@ type StatusResponse struct {
 	Ready bool `protobuf:"varint,9,opt,name=ready,proto3" json:"ready,omitempty"`
 	// On a follower, the time since it last heard from the leader.
 	LastLeaderContact *durationpb.Duration `protobuf:"bytes,10,opt,name=last_leader_contact,json=lastLeaderContact,proto3" json:"last_leader_contact,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The cluster's id, which the database's fence records as its owner;
+	// empty until the first leader named the cluster.
+	ClusterId string `protobuf:"bytes,11,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// Why this replica, leading, cannot fence the database (it belongs to
+	// another cluster, or its fence was lost), with what to do; empty
+	// otherwise.
+	FenceProblem  string `protobuf:"bytes,12,opt,name=fence_problem,json=fenceProblem,proto3" json:"fence_problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -386,6 +393,20 @@ func (x *StatusResponse) GetLastLeaderContact() *durationpb.Duration {
 		return x.LastLeaderContact
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetFenceProblem() string {
+	if x != nil {
+		return x.FenceProblem
+	}
+	return ""
 }
 
 type ListMembersRequest struct {
@@ -777,6 +798,129 @@ func (x *TransferLeadershipResponse) GetTerm() uint64 {
 	return 0
 }
 
+type AdoptFenceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Take the database over even though another cluster is recorded as its
+	// owner, or its fence was lost. Stop the other cluster first.
+	Force         bool `protobuf:"varint,1,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdoptFenceRequest) Reset() {
+	*x = AdoptFenceRequest{}
+	mi := &file_committer_admin_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdoptFenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdoptFenceRequest) ProtoMessage() {}
+
+func (x *AdoptFenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_committer_admin_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdoptFenceRequest.ProtoReflect.Descriptor instead.
+func (*AdoptFenceRequest) Descriptor() ([]byte, []int) {
+	return file_committer_admin_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *AdoptFenceRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type AdoptFenceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The fence as it was before, and as it is now.
+	PreviousOwner string `protobuf:"bytes,1,opt,name=previous_owner,json=previousOwner,proto3" json:"previous_owner,omitempty"`
+	PreviousEpoch uint64 `protobuf:"varint,2,opt,name=previous_epoch,json=previousEpoch,proto3" json:"previous_epoch,omitempty"`
+	PreviousLost  bool   `protobuf:"varint,3,opt,name=previous_lost,json=previousLost,proto3" json:"previous_lost,omitempty"`
+	Owner         string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	Epoch         uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdoptFenceResponse) Reset() {
+	*x = AdoptFenceResponse{}
+	mi := &file_committer_admin_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdoptFenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdoptFenceResponse) ProtoMessage() {}
+
+func (x *AdoptFenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_committer_admin_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdoptFenceResponse.ProtoReflect.Descriptor instead.
+func (*AdoptFenceResponse) Descriptor() ([]byte, []int) {
+	return file_committer_admin_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AdoptFenceResponse) GetPreviousOwner() string {
+	if x != nil {
+		return x.PreviousOwner
+	}
+	return ""
+}
+
+func (x *AdoptFenceResponse) GetPreviousEpoch() uint64 {
+	if x != nil {
+		return x.PreviousEpoch
+	}
+	return 0
+}
+
+func (x *AdoptFenceResponse) GetPreviousLost() bool {
+	if x != nil {
+		return x.PreviousLost
+	}
+	return false
+}
+
+func (x *AdoptFenceResponse) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *AdoptFenceResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 var File_committer_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_committer_admin_v1_admin_proto_rawDesc = "" +
@@ -790,7 +934,7 @@ const file_committer_admin_v1_admin_proto_rawDesc = "" +
 	"\bsuffrage\x18\x05 \x01(\x0e2\x1c.committer.admin.v1.SuffrageR\bsuffrage\x12\x16\n" +
 	"\x06leader\x18\x06 \x01(\bR\x06leader\x12<\n" +
 	"\flast_contact\x18\a \x01(\v2\x19.google.protobuf.DurationR\vlastContact\"\x0f\n" +
-	"\rStatusRequest\"\xa2\x03\n" +
+	"\rStatusRequest\"\xe6\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x1d.committer.admin.v1.RaftStateR\x05state\x122\n" +
@@ -802,7 +946,10 @@ const file_committer_admin_v1_admin_proto_rawDesc = "" +
 	"\amembers\x18\b \x03(\v2\x1a.committer.admin.v1.MemberR\amembers\x12\x14\n" +
 	"\x05ready\x18\t \x01(\bR\x05ready\x12I\n" +
 	"\x13last_leader_contact\x18\n" +
-	" \x01(\v2\x19.google.protobuf.DurationR\x11lastLeaderContact\"\x14\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x11lastLeaderContact\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\v \x01(\tR\tclusterId\x12#\n" +
+	"\rfence_problem\x18\f \x01(\tR\ffenceProblem\"\x14\n" +
 	"\x12ListMembersRequest\"|\n" +
 	"\x13ListMembersResponse\x124\n" +
 	"\amembers\x18\x01 \x03(\v2\x1a.committer.admin.v1.MemberR\amembers\x12/\n" +
@@ -822,7 +969,15 @@ const file_committer_admin_v1_admin_proto_rawDesc = "" +
 	"\ttarget_id\x18\x01 \x01(\tR\btargetId\"d\n" +
 	"\x1aTransferLeadershipResponse\x122\n" +
 	"\x06leader\x18\x01 \x01(\v2\x1a.committer.admin.v1.MemberR\x06leader\x12\x12\n" +
-	"\x04term\x18\x02 \x01(\x04R\x04term*\x8a\x01\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\")\n" +
+	"\x11AdoptFenceRequest\x12\x14\n" +
+	"\x05force\x18\x01 \x01(\bR\x05force\"\xb3\x01\n" +
+	"\x12AdoptFenceResponse\x12%\n" +
+	"\x0eprevious_owner\x18\x01 \x01(\tR\rpreviousOwner\x12%\n" +
+	"\x0eprevious_epoch\x18\x02 \x01(\x04R\rpreviousEpoch\x12#\n" +
+	"\rprevious_lost\x18\x03 \x01(\bR\fpreviousLost\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch*\x8a\x01\n" +
 	"\tRaftState\x12\x1a\n" +
 	"\x16RAFT_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13RAFT_STATE_FOLLOWER\x10\x01\x12\x18\n" +
@@ -833,13 +988,15 @@ const file_committer_admin_v1_admin_proto_rawDesc = "" +
 	"\x14SUFFRAGE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSUFFRAGE_VOTER\x10\x01\x12\x15\n" +
 	"\x11SUFFRAGE_NONVOTER\x10\x02\x12\x14\n" +
-	"\x10SUFFRAGE_STAGING\x10\x032\xe7\x03\n" +
+	"\x10SUFFRAGE_STAGING\x10\x032\xc4\x04\n" +
 	"\x05Admin\x12O\n" +
 	"\x06Status\x12!.committer.admin.v1.StatusRequest\x1a\".committer.admin.v1.StatusResponse\x12^\n" +
 	"\vListMembers\x12&.committer.admin.v1.ListMembersRequest\x1a'.committer.admin.v1.ListMembersResponse\x12U\n" +
 	"\bAddVoter\x12#.committer.admin.v1.AddVoterRequest\x1a$.committer.admin.v1.AddVoterResponse\x12a\n" +
 	"\fRemoveServer\x12'.committer.admin.v1.RemoveServerRequest\x1a(.committer.admin.v1.RemoveServerResponse\x12s\n" +
-	"\x12TransferLeadership\x12-.committer.admin.v1.TransferLeadershipRequest\x1a..committer.admin.v1.TransferLeadershipResponseB+Z)github.com/hacommit/committer/rpc/adminpbb\x06proto3"
+	"\x12TransferLeadership\x12-.committer.admin.v1.TransferLeadershipRequest\x1a..committer.admin.v1.TransferLeadershipResponse\x12[\n" +
+	"\n" +
+	"AdoptFence\x12%.committer.admin.v1.AdoptFenceRequest\x1a&.committer.admin.v1.AdoptFenceResponseB+Z)github.com/hacommit/committer/rpc/adminpbb\x06proto3"
 
 var (
 	file_committer_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -854,7 +1011,7 @@ func file_committer_admin_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_committer_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_committer_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_committer_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_committer_admin_v1_admin_proto_goTypes = []any{
 	(RaftState)(0),                     // 0: committer.admin.v1.RaftState
 	(Suffrage)(0),                      // 1: committer.admin.v1.Suffrage
@@ -869,15 +1026,17 @@ var file_committer_admin_v1_admin_proto_goTypes = []any{
 	(*RemoveServerResponse)(nil),       // 10: committer.admin.v1.RemoveServerResponse
 	(*TransferLeadershipRequest)(nil),  // 11: committer.admin.v1.TransferLeadershipRequest
 	(*TransferLeadershipResponse)(nil), // 12: committer.admin.v1.TransferLeadershipResponse
-	(*durationpb.Duration)(nil),        // 13: google.protobuf.Duration
+	(*AdoptFenceRequest)(nil),          // 13: committer.admin.v1.AdoptFenceRequest
+	(*AdoptFenceResponse)(nil),         // 14: committer.admin.v1.AdoptFenceResponse
+	(*durationpb.Duration)(nil),        // 15: google.protobuf.Duration
 }
 var file_committer_admin_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: committer.admin.v1.Member.suffrage:type_name -> committer.admin.v1.Suffrage
-	13, // 1: committer.admin.v1.Member.last_contact:type_name -> google.protobuf.Duration
+	15, // 1: committer.admin.v1.Member.last_contact:type_name -> google.protobuf.Duration
 	0,  // 2: committer.admin.v1.StatusResponse.state:type_name -> committer.admin.v1.RaftState
 	2,  // 3: committer.admin.v1.StatusResponse.leader:type_name -> committer.admin.v1.Member
 	2,  // 4: committer.admin.v1.StatusResponse.members:type_name -> committer.admin.v1.Member
-	13, // 5: committer.admin.v1.StatusResponse.last_leader_contact:type_name -> google.protobuf.Duration
+	15, // 5: committer.admin.v1.StatusResponse.last_leader_contact:type_name -> google.protobuf.Duration
 	2,  // 6: committer.admin.v1.ListMembersResponse.members:type_name -> committer.admin.v1.Member
 	2,  // 7: committer.admin.v1.TransferLeadershipResponse.leader:type_name -> committer.admin.v1.Member
 	3,  // 8: committer.admin.v1.Admin.Status:input_type -> committer.admin.v1.StatusRequest
@@ -885,13 +1044,15 @@ var file_committer_admin_v1_admin_proto_depIdxs = []int32{
 	7,  // 10: committer.admin.v1.Admin.AddVoter:input_type -> committer.admin.v1.AddVoterRequest
 	9,  // 11: committer.admin.v1.Admin.RemoveServer:input_type -> committer.admin.v1.RemoveServerRequest
 	11, // 12: committer.admin.v1.Admin.TransferLeadership:input_type -> committer.admin.v1.TransferLeadershipRequest
-	4,  // 13: committer.admin.v1.Admin.Status:output_type -> committer.admin.v1.StatusResponse
-	6,  // 14: committer.admin.v1.Admin.ListMembers:output_type -> committer.admin.v1.ListMembersResponse
-	8,  // 15: committer.admin.v1.Admin.AddVoter:output_type -> committer.admin.v1.AddVoterResponse
-	10, // 16: committer.admin.v1.Admin.RemoveServer:output_type -> committer.admin.v1.RemoveServerResponse
-	12, // 17: committer.admin.v1.Admin.TransferLeadership:output_type -> committer.admin.v1.TransferLeadershipResponse
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
+	13, // 13: committer.admin.v1.Admin.AdoptFence:input_type -> committer.admin.v1.AdoptFenceRequest
+	4,  // 14: committer.admin.v1.Admin.Status:output_type -> committer.admin.v1.StatusResponse
+	6,  // 15: committer.admin.v1.Admin.ListMembers:output_type -> committer.admin.v1.ListMembersResponse
+	8,  // 16: committer.admin.v1.Admin.AddVoter:output_type -> committer.admin.v1.AddVoterResponse
+	10, // 17: committer.admin.v1.Admin.RemoveServer:output_type -> committer.admin.v1.RemoveServerResponse
+	12, // 18: committer.admin.v1.Admin.TransferLeadership:output_type -> committer.admin.v1.TransferLeadershipResponse
+	14, // 19: committer.admin.v1.Admin.AdoptFence:output_type -> committer.admin.v1.AdoptFenceResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name
@@ -908,7 +1069,7 @@ func file_committer_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_committer_admin_v1_admin_proto_rawDesc), len(file_committer_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

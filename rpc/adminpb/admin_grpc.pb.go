@@ -30,6 +30,7 @@ const (
 	Admin_AddVoter_FullMethodName           = "/committer.admin.v1.Admin/AddVoter"
 	Admin_RemoveServer_FullMethodName       = "/committer.admin.v1.Admin/RemoveServer"
 	Admin_TransferLeadership_FullMethodName = "/committer.admin.v1.Admin/TransferLeadership"
+	Admin_AdoptFence_FullMethodName         = "/committer.admin.v1.Admin/AdoptFence"
 )
 
 // AdminClient is the client API for Admin service.
@@ -49,6 +50,12 @@ type AdminClient interface {
 	// TransferLeadership hands leadership to target_id, or to the most
 	// up-to-date voter when target_id is empty.
 	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
+	// AdoptFence makes this cluster the owner of the database's fence, at the
+	// leader's term: the explicit takeover of a database that another cluster
+	// owns, or whose fence was lost. Without force it refuses (FAILED_PRECONDITION)
+	// whenever another cluster is recorded as the owner or the fence is lost,
+	// since it cannot prove that the other cluster stopped.
+	AdoptFence(ctx context.Context, in *AdoptFenceRequest, opts ...grpc.CallOption) (*AdoptFenceResponse, error)
 }
 
 type adminClient struct {
@@ -109,6 +116,16 @@ func (c *adminClient) TransferLeadership(ctx context.Context, in *TransferLeader
 	return out, nil
 }
 
+func (c *adminClient) AdoptFence(ctx context.Context, in *AdoptFenceRequest, opts ...grpc.CallOption) (*AdoptFenceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AdoptFenceResponse)
+	err := c.cc.Invoke(ctx, Admin_AdoptFence_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -126,6 +143,12 @@ type AdminServer interface {
 	// TransferLeadership hands leadership to target_id, or to the most
 	// up-to-date voter when target_id is empty.
 	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
+	// AdoptFence makes this cluster the owner of the database's fence, at the
+	// leader's term: the explicit takeover of a database that another cluster
+	// owns, or whose fence was lost. Without force it refuses (FAILED_PRECONDITION)
+	// whenever another cluster is recorded as the owner or the fence is lost,
+	// since it cannot prove that the other cluster stopped.
+	AdoptFence(context.Context, *AdoptFenceRequest) (*AdoptFenceResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -150,6 +173,9 @@ func (UnimplementedAdminServer) RemoveServer(context.Context, *RemoveServerReque
 }
 func (UnimplementedAdminServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TransferLeadership not implemented")
+}
+func (UnimplementedAdminServer) AdoptFence(context.Context, *AdoptFenceRequest) (*AdoptFenceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AdoptFence not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -262,6 +288,24 @@ func _Admin_TransferLeadership_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_AdoptFence_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AdoptFenceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).AdoptFence(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_AdoptFence_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).AdoptFence(ctx, req.(*AdoptFenceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -288,6 +332,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferLeadership",
 			Handler:    _Admin_TransferLeadership_Handler,
+		},
+		{
+			MethodName: "AdoptFence",
+			Handler:    _Admin_AdoptFence_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -25,6 +25,7 @@ type Replica interface {
 	AddVoter(ctx context.Context, m fsm.Member) (uint64, error)
 	RemoveServer(ctx context.Context, id string) (uint64, error)
 	TransferLeadership(ctx context.Context, target string) (fsm.Member, uint64, error)
+	AdoptFence(ctx context.Context, force bool) (cluster.FenceChange, error)
 }
 
 // Server implements pb.AdminServer.
@@ -53,6 +54,8 @@ func (s *Server) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRes
 		LastLogIndex:      st.LastLogIndex,
 		Ready:             st.Ready,
 		LastLeaderContact: duration(st.LastLeaderContact),
+		ClusterId:         st.ClusterID,
+		FenceProblem:      st.FenceProblem,
 	}
 	if st.Leader != nil {
 		resp.Leader = &pb.Member{Id: st.Leader.ID, RaftAddr: st.Leader.RaftAddr, GrpcAddr: st.Leader.GRPCAddr, HttpAddr: st.Leader.HTTPAddr, Leader: true, Suffrage: pb.Suffrage_SUFFRAGE_VOTER}
@@ -103,6 +106,18 @@ func (s *Server) TransferLeadership(ctx context.Context, req *pb.TransferLeaders
 	return &pb.TransferLeadershipResponse{
 		Leader: &pb.Member{Id: m.ID, RaftAddr: m.RaftAddr, GrpcAddr: m.GRPCAddr, HttpAddr: m.HTTPAddr, Leader: true, Suffrage: pb.Suffrage_SUFFRAGE_VOTER},
 		Term:   term,
+	}, nil
+}
+
+// AdoptFence takes the database over for the cluster.
+func (s *Server) AdoptFence(ctx context.Context, req *pb.AdoptFenceRequest) (*pb.AdoptFenceResponse, error) {
+	ch, err := s.replica.AdoptFence(ctx, req.GetForce())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.AdoptFenceResponse{
+		PreviousOwner: ch.Before.Owner, PreviousEpoch: ch.Before.Epoch, PreviousLost: ch.Before.Lost,
+		Owner: ch.Owner, Epoch: ch.Epoch,
 	}, nil
 }
 

@@ -167,3 +167,18 @@ func (c *Conn) CurrentTerm(ctx context.Context, leaderTerm uint64, leaderID stri
 	}
 	return resp.GetTerm(), nil
 }
+
+// AdoptFence asks the peer to adopt the database's fence for the cluster.
+func (c *Conn) AdoptFence(ctx context.Context, force bool) (cluster.FenceChange, error) {
+	resp, err := call(ctx, func(ctx context.Context) (*adminpb.AdoptFenceResponse, error) {
+		return c.admin.AdoptFence(ctx, &adminpb.AdoptFenceRequest{Force: force})
+	})
+	if err != nil {
+		return cluster.FenceChange{}, err
+	}
+	return cluster.FenceChange{
+		Before: backend.FenceState{Owner: resp.GetPreviousOwner(), Epoch: resp.GetPreviousEpoch(), Lost: resp.GetPreviousLost()},
+		Owner:  resp.GetOwner(),
+		Epoch:  resp.GetEpoch(),
+	}, nil
+}

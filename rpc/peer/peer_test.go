@@ -30,6 +30,9 @@ func (s stubReplica) AddVoter(context.Context, fsm.Member) (uint64, error) {
 	return 7, s.err
 }
 func (s stubReplica) RemoveServer(context.Context, string) (uint64, error) { return 8, s.err }
+func (s stubReplica) AdoptFence(context.Context, bool) (cluster.FenceChange, error) {
+	return cluster.FenceChange{Before: backend.FenceState{Owner: "old", Epoch: 4}, Owner: "new", Epoch: 6}, s.err
+}
 func (s stubReplica) TransferLeadership(context.Context, string) (fsm.Member, uint64, error) {
 	return fsm.Member{ID: "r3", GRPCAddr: "10.0.0.3:6882"}, 9, s.err
 }
@@ -71,6 +74,9 @@ func TestAdminCallsReturnThePeersAnswer(t *testing.T) {
 	}
 	if m, term, err := p.TransferLeadership(ctx, ""); m.ID != "r3" || m.GRPCAddr != "10.0.0.3:6882" || term != 9 || err != nil {
 		t.Errorf("TransferLeadership = %+v, %d, %v; want r3 at term 9", m, term, err)
+	}
+	if ch, err := p.AdoptFence(ctx, true); err != nil || ch.Before.Owner != "old" || ch.Before.Epoch != 4 || ch.Owner != "new" || ch.Epoch != 6 {
+		t.Errorf("AdoptFence = %+v, %v; want old@4 -> new@6", ch, err)
 	}
 	if d, err := p.LastLeaderContact(ctx); d != 1500*time.Millisecond || err != nil {
 		t.Errorf("LastLeaderContact = %v, %v; want 1.5s", d, err)

@@ -149,6 +149,7 @@ func TestReflectionListsAdminWhenRegistered(t *testing.T) {
 		"AddVoter(.committer.admin.v1.AddVoterRequest) .committer.admin.v1.AddVoterResponse",
 		"RemoveServer(.committer.admin.v1.RemoveServerRequest) .committer.admin.v1.RemoveServerResponse",
 		"TransferLeadership(.committer.admin.v1.TransferLeadershipRequest) .committer.admin.v1.TransferLeadershipResponse",
+		"AdoptFence(.committer.admin.v1.AdoptFenceRequest) .committer.admin.v1.AdoptFenceResponse",
 	}
 	if got := describeService(t, cc, "committer.admin.v1.Admin"); !slices.Equal(got, wantMethods) {
 		t.Errorf("admin methods = %q, want %q", got, wantMethods)

@@ -17,6 +17,8 @@ const (
 	CodeRetryable         = "retryable"
 	CodeNotLeader         = "not_leader"
 	CodeUnavailable       = "unavailable"
+	CodeForeignOwner      = "foreign_owner"
+	CodeFenceLost         = "fence_lost"
 )
 
 // codeSentinels is a constant table; the first sentinel an error matches
@@ -31,6 +33,8 @@ var codeSentinels = []struct {
 	{CodeRetryable, backend.ErrRetryable},
 	{CodeNotLeader, backend.ErrNotLeader},
 	{CodeUnavailable, backend.ErrUnavailable},
+	{CodeForeignOwner, backend.ErrForeignOwner},
+	{CodeFenceLost, backend.ErrFenceLost},
 }
 
 // CodeOf returns the code of the first sentinel err matches, or "".
