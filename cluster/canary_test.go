@@ -89,6 +89,11 @@ func TestUnsafeJoinInflightReadsJoinTheRoundInFlight(t *testing.T) {
 // with the write committed. committed is closed once the write is in.
 type answerLosingStore struct {
 	backend.Fencer
+	*answerLoss
+}
+
+// answerLoss is shared by the store and the handles derived from it.
+type answerLoss struct {
 	once      sync.Once
 	committed chan struct{}
 }
@@ -97,6 +102,10 @@ const answerLostShard = "answer-lost"
 
 func (s *answerLosingStore) AtEpoch(epoch uint64) backend.Fencer {
 	return &answerLosingHandle{Fencer: s.Fencer.AtEpoch(epoch), s: s}
+}
+
+func (s *answerLosingStore) Owned(owner string) backend.Fencer {
+	return &answerLosingStore{Fencer: s.Fencer.Owned(owner), answerLoss: s.answerLoss}
 }
 
 type answerLosingHandle struct {
@@ -133,7 +142,7 @@ func TestUnsafeDeterminateForwardReportsABrokenWriteAsDeterminate(t *testing.T) 
 			var store *answerLosingStore
 			tc := startCluster(t, 3, func(c *embed.Config) {
 				if store == nil {
-					store = &answerLosingStore{Fencer: c.Backend, committed: make(chan struct{})}
+					store = &answerLosingStore{Fencer: c.Backend, answerLoss: &answerLoss{committed: make(chan struct{})}}
 				}
 				c.Backend = store
 				c.UnsafeDeterminateForward = unsafe
