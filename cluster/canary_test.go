@@ -87,45 +87,27 @@ func TestUnsafeJoinInflightReadsJoinTheRoundInFlight(t *testing.T) {
 // then holds its answer until the call's context ends, like a leader whose
 // answer never makes it back: the forwarded call breaks after it was sent,
 // with the write committed. committed is closed once the write is in.
-type answerLosingStore struct {
-	backend.Fencer
-	*answerLoss
-}
-
-// answerLoss is shared by the store and the handles derived from it.
-type answerLoss struct {
-	once      sync.Once
-	committed chan struct{}
-}
-
 const answerLostShard = "answer-lost"
 
-func (s *answerLosingStore) AtEpoch(epoch uint64) backend.Fencer {
-	return &answerLosingHandle{Fencer: s.Fencer.AtEpoch(epoch), s: s}
-}
-
-func (s *answerLosingStore) Owned(owner string) backend.Fencer {
-	return &answerLosingStore{Fencer: s.Fencer.Owned(owner), answerLoss: s.answerLoss}
-}
-
-type answerLosingHandle struct {
-	backend.Fencer
-	s *answerLosingStore
-}
-
-func (h *answerLosingHandle) CompareAndSet(ctx context.Context, shard string, v backend.VersionedData) (bool, error) {
-	ok, err := h.Fencer.CompareAndSet(ctx, shard, v)
-	if shard != answerLostShard || err != nil || !ok {
+// loseFirstAnswer returns a CompareAndSet that commits the first write to
+// answerLostShard, closes committed, and then never answers it: the call
+// breaks after the write committed.
+func loseFirstAnswer(committed chan struct{}) func(context.Context, backend.Fencer, string, backend.VersionedData) (bool, error) {
+	var once sync.Once
+	return func(ctx context.Context, inner backend.Fencer, shard string, v backend.VersionedData) (bool, error) {
+		ok, err := inner.CompareAndSet(ctx, shard, v)
+		if shard != answerLostShard || err != nil || !ok {
+			return ok, err
+		}
+		first := false
+		once.Do(func() { first = true })
+		if first {
+			close(committed)
+			<-ctx.Done()
+			return false, ctx.Err()
+		}
 		return ok, err
 	}
-	first := false
-	h.s.once.Do(func() { first = true })
-	if first {
-		close(h.s.committed)
-		<-ctx.Done()
-		return false, ctx.Err()
-	}
-	return ok, err
 }
 
 // A forwarded write whose call broke after it was sent is indeterminate (it
@@ -139,12 +121,10 @@ func TestUnsafeDeterminateForwardReportsABrokenWriteAsDeterminate(t *testing.T) 
 			name = "unsafe makes it determinate"
 		}
 		t.Run(name, func(t *testing.T) {
-			var store *answerLosingStore
+			committed := make(chan struct{})
+			lose := loseFirstAnswer(committed)
 			tc := startCluster(t, 3, func(c *embed.Config) {
-				if store == nil {
-					store = &answerLosingStore{Fencer: c.Backend, answerLoss: &answerLoss{committed: make(chan struct{})}}
-				}
-				c.Backend = store
+				c.Backend = &interceptingStore{Fencer: c.Backend, cas: lose}
 				c.UnsafeDeterminateForward = unsafe
 			})
 			f := tc.follower()
@@ -158,7 +138,7 @@ func TestUnsafeDeterminateForwardReportsABrokenWriteAsDeterminate(t *testing.T) 
 				done <- err
 			}()
 			select {
-			case <-store.committed:
+			case <-committed:
 			case <-ctx.Done():
 				t.Fatal("the forwarded write never reached the leader's backend")
 			}

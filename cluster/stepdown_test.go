@@ -11,49 +11,27 @@ import (
 	"github.com/hacommit/committer/cluster/embed"
 )
 
-// holdingStore holds the first CompareAndSet on shard heldShard, at the
-// epoch it is bound to, until release is closed; reached is closed when it
-// arrives. Everything else passes through.
-type holdingStore struct {
-	backend.Fencer
-	*holdState
-}
-
-type holdState struct {
-	once    sync.Once
-	reached chan struct{}
-	release chan struct{}
-}
-
 const heldShard = "held"
 
-func (h *holdingStore) AtEpoch(epoch uint64) backend.Fencer {
-	return &holdingHandle{Fencer: h.Fencer.AtEpoch(epoch), h: h}
-}
-
-func (h *holdingStore) Owned(owner string) backend.Fencer {
-	return &holdingStore{Fencer: h.Fencer.Owned(owner), holdState: h.holdState}
-}
-
-type holdingHandle struct {
-	backend.Fencer
-	h *holdingStore
-}
-
-func (hh *holdingHandle) CompareAndSet(ctx context.Context, shard string, v backend.VersionedData) (bool, error) {
-	if shard == heldShard {
+// holdFirstCAS returns a CompareAndSet that holds the first write to
+// heldShard until release is closed, closing reached when it arrives.
+func holdFirstCAS(reached, release chan struct{}) func(context.Context, backend.Fencer, string, backend.VersionedData) (bool, error) {
+	var once sync.Once
+	return func(ctx context.Context, inner backend.Fencer, shard string, v backend.VersionedData) (bool, error) {
 		first := false
-		hh.h.once.Do(func() { first = true })
+		if shard == heldShard {
+			once.Do(func() { first = true })
+		}
 		if first {
-			close(hh.h.reached)
+			close(reached)
 			select {
-			case <-hh.h.release:
+			case <-release:
 			case <-ctx.Done():
 				return false, ctx.Err()
 			}
 		}
+		return inner.CompareAndSet(ctx, shard, v)
 	}
-	return hh.Fencer.CompareAndSet(ctx, shard, v)
 }
 
 // A write of an old term that reaches the backend after the replica was
@@ -61,12 +39,10 @@ func (hh *holdingHandle) CompareAndSet(ctx context.Context, shard string, v back
 // leader of the current term: only a fenced write of the current term means
 // that a later leader exists.
 func TestFencedWriteOfAnOldTermDoesNotDeposeTheCurrentTerm(t *testing.T) {
-	var hold *holdingStore
+	reached, release := make(chan struct{}), make(chan struct{})
+	hold := holdFirstCAS(reached, release)
 	tc := startCluster(t, 3, func(c *embed.Config) {
-		if hold == nil {
-			hold = &holdingStore{Fencer: c.Backend, holdState: &holdState{reached: make(chan struct{}), release: make(chan struct{})}}
-		}
-		c.Backend = hold
+		c.Backend = &interceptingStore{Fencer: c.Backend, cas: hold}
 	})
 	l := tc.leader()
 	oldTerm := l.replica.FSMState().Epochs
@@ -80,7 +56,7 @@ func TestFencedWriteOfAnOldTermDoesNotDeposeTheCurrentTerm(t *testing.T) {
 		done <- err
 	}()
 	select {
-	case <-hold.reached:
+	case <-reached:
 	case <-ctx.Done():
 		t.Fatal("the write never reached the backend")
 	}
@@ -109,7 +85,7 @@ func TestFencedWriteOfAnOldTermDoesNotDeposeTheCurrentTerm(t *testing.T) {
 	term := l.replica.CurrentTerm()
 
 	// The old term's write reaches the backend now and is fenced.
-	close(hold.release)
+	close(release)
 	if err := <-done; err != nil {
 		// Fenced at the old epoch, it goes on to the current term's store
 		// and commits there.
