@@ -134,7 +134,7 @@ func runInside(parent context.Context, f runFlags, stdout io.Writer) int {
 		Concurrency:  f.Concurrency,
 		Seed:         f.Seed,
 		WriteTimeout: f.OpTimeout,
-		ReadTimeout:  min(f.OpTimeout, 2*time.Second),
+		ReadTimeout:  f.ReadTimeout,
 		Logger:       log,
 	}, progress)
 	if err != nil {

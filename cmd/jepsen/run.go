@@ -39,6 +39,7 @@ type runFlags struct {
 	CommitterBin     string
 	Concurrency      int
 	OpTimeout        time.Duration
+	ReadTimeout      time.Duration
 	CheckTimeout     time.Duration
 	ProgressInterval time.Duration
 }
@@ -102,7 +103,8 @@ func newRunCommand(code *int) *cobra.Command {
 	fs.DurationVar(&f.ProgressInterval, "progress-interval", 5*time.Second, "print a progress line this often while the workload runs (0: never)")
 	fs.StringVar(&f.CommitterBin, "committer-bin", "", "committer binary (default: go build ./cmd/committer into <out>/bin)")
 	fs.IntVar(&f.Concurrency, "concurrency", 12, "number of client workers")
-	fs.DurationVar(&f.OpTimeout, "op-timeout", 5*time.Second, "timeout of a write; reads time out after min(op-timeout, 2s)")
+	fs.DurationVar(&f.OpTimeout, "op-timeout", 5*time.Second, "timeout of a write")
+	fs.DurationVar(&f.ReadTimeout, "read-timeout", 2*time.Second, "timeout of a read (head, scan, list_keys); a read that outlasts a pause is served when the paused replica resumes")
 	fs.DurationVar(&f.CheckTimeout, "check-timeout", 120*time.Second, "budget of the linearizability search")
 	return cmd
 }
@@ -124,6 +126,9 @@ func (f *runFlags) validate() error {
 	}
 	if f.OpTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--op-timeout %s: must be positive", f.OpTimeout))
+	}
+	if f.ReadTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("--read-timeout %s: must be positive", f.ReadTimeout))
 	}
 	if !slices.Contains(isolationLevels(), f.Isolation) {
 		errs = append(errs, fmt.Errorf("--isolation %q: want %s", f.Isolation, strings.Join(isolationLevels(), " or ")))
@@ -259,6 +264,7 @@ func runOutside(ctx context.Context, f runFlags, stdout, stderr io.Writer) int {
 		"--committer-bin", bin,
 		"--concurrency", strconv.Itoa(f.Concurrency),
 		"--op-timeout", f.OpTimeout.String(),
+		"--read-timeout", f.ReadTimeout.String(),
 		"--check-timeout", f.CheckTimeout.String(),
 		"--progress-interval", f.ProgressInterval.String(),
 	}
