@@ -10,6 +10,7 @@ import (
 
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/cluster/cache"
+	"github.com/hacommit/committer/internal/faultdelay"
 	"github.com/hacommit/committer/metrics"
 )
 
@@ -132,6 +133,10 @@ type Config struct {
 	// which clients treat as "nothing happened" and retry. A canary for the
 	// correctness harness; never set it in production.
 	UnsafeDeterminateForward bool
+	// FaultDelays hold the replica at named points, so that the correctness
+	// harness can widen a timing window (package faultdelay). They change
+	// when the replica acts, never what it decides; empty in production.
+	FaultDelays faultdelay.Delays
 	// The cache's canary is Cache.UnsafeSkipGeneration (package cache): the
 	// leader builds each term's cache from Cache alone.
 

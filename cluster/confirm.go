@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/hacommit/committer/backend"
+	"github.com/hacommit/committer/internal/faultdelay"
 )
 
 // errLaterTerm: a voter answered with a term above the leader's, so a later
@@ -80,6 +81,9 @@ func (r *Replica) confirmLeadership() (uint64, error) {
 	if after := r.raft.CurrentTerm(); after != term || r.raft.State() != raft.Leader {
 		return 0, fmt.Errorf("term changed from %d to %d during leadership check", term, after)
 	}
+	// Reads that arrive while the round is held here wait for the next
+	// round: the evidence above predates them.
+	r.cfg.FaultDelays.Wait(r.ctx, faultdelay.ReadRoundDecided)
 	return term, nil
 }
 

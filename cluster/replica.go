@@ -21,6 +21,7 @@ import (
 	"github.com/hacommit/committer/cluster/readgate"
 	"github.com/hacommit/committer/cluster/shardlock"
 	"github.com/hacommit/committer/fsm"
+	"github.com/hacommit/committer/internal/faultdelay"
 	"github.com/hacommit/committer/internal/hclogslog"
 	"github.com/hacommit/committer/metrics"
 )
@@ -237,7 +238,10 @@ func (r *Replica) consumeNotifications() {
 				m.LeaderChanged()
 			}
 			if !isLeader {
-				// Not-ready first, before anything else.
+				// Not-ready first, before anything else. A fault delay
+				// here holds the notifications; the channel's buffer
+				// keeps Raft from blocking on it meanwhile.
+				r.cfg.FaultDelays.Wait(r.ctx, faultdelay.LeadershipLost)
 				r.setNotReady(nil)
 				r.log.Info("lost leadership")
 			}

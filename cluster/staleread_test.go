@@ -58,6 +58,14 @@ func (f *freezingTransport) freeze() {
 	f.frozen = true
 }
 
+// unfreeze lets every RPC through again (a held response stays held until
+// thaw).
+func (f *freezingTransport) unfreeze() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.frozen = false
+}
+
 func (f *freezingTransport) isFrozen() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()

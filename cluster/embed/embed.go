@@ -19,6 +19,7 @@ import (
 	"github.com/hacommit/committer/cluster"
 	"github.com/hacommit/committer/cluster/cache"
 	"github.com/hacommit/committer/cluster/opshttp"
+	"github.com/hacommit/committer/internal/faultdelay"
 	"github.com/hacommit/committer/metrics"
 	"github.com/hacommit/committer/rpc/adminserver"
 	"github.com/hacommit/committer/rpc/peer"
@@ -57,6 +58,8 @@ type Config struct {
 	UnsafeSkipShardExclusion bool
 	UnsafeJoinInflightReads  bool
 	UnsafeDeterminateForward bool
+	// FaultDelays: see cluster.Config. Empty in production.
+	FaultDelays faultdelay.Delays
 	// MaxDataBytes bounds one version's data at the gRPC server; 0 takes
 	// backend.DefaultMaxDataBytes.
 	MaxDataBytes int
@@ -163,6 +166,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		UnsafeSkipShardExclusion: cfg.UnsafeSkipShardExclusion,
 		UnsafeJoinInflightReads:  cfg.UnsafeJoinInflightReads,
 		UnsafeDeterminateForward: cfg.UnsafeDeterminateForward,
+		FaultDelays:              cfg.FaultDelays,
 		PeerDialer:               peer.NewDialer(s.grpcAddr),
 		WrapRaftTransport:        cfg.WrapRaftTransport,
 		Metrics:                  m,
@@ -195,6 +199,9 @@ func Start(cfg Config) (_ *Server, err error) {
 	}
 	if cfg.UnsafeDeterminateForward {
 		s.log.Warn("UNSAFE: this replica reports forwarded calls that broke after they were sent as determinate; for correctness testing only")
+	}
+	if len(cfg.FaultDelays) > 0 {
+		s.log.Warn("FAULT INJECTION: this replica waits at named points; for correctness testing only", "fault_delays", cfg.FaultDelays.String())
 	}
 	s.log.Info("serving persist consensus API", "id", cfg.ID, "grpc_addr", s.grpcLis.Addr().String(), "grpc_advertise", s.grpcAddr,
 		"raft_advertise", s.replica.Self().RaftAddr, "http_addr", s.httpAddr, "read_consistency", s.replica.ReadConsistency())

@@ -18,6 +18,7 @@ import (
 	"github.com/hacommit/committer/cluster"
 	"github.com/hacommit/committer/cluster/cache"
 	"github.com/hacommit/committer/cluster/embed"
+	"github.com/hacommit/committer/internal/faultdelay"
 	"github.com/hacommit/committer/rpc/server"
 )
 
@@ -45,6 +46,8 @@ type serveConfig struct {
 	Peers           string
 	Join            string
 	ReadConsistency string
+	// FaultDelays are the raw --fault-delay values (POINT=DURATION).
+	FaultDelays []string
 	// Replica is the replica's configuration; the backend is opened from
 	// Backend.
 	Replica embed.Config
@@ -98,6 +101,8 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 	_ = fs.MarkHidden("unsafe-skip-cache-generation")
 	fs.BoolVar(&r.UnsafeDeterminateForward, "unsafe-determinate-forward-errors", false, "report a forwarded call that broke after it was sent as determinate unavailable, so clients retry a write that may have committed; breaks safety, exists only for correctness testing")
 	_ = fs.MarkHidden("unsafe-determinate-forward-errors")
+	fs.StringArrayVar(&cfg.FaultDelays, "fault-delay", nil, "hold the replica at a named point for a while, as POINT=DURATION (repeatable; points: "+strings.Join(faultDelayPoints(), ", ")+"); widens a timing window for the correctness harness without changing what the replica decides")
+	_ = fs.MarkHidden("fault-delay")
 	fs.IntVar(&r.Cache.MaxEntries, "cache-max-entries", cache.DefaultMaxEntries, "most shard heads the leader caches; a tiny cache evicts all the time, which the cache canary uses")
 	_ = fs.MarkHidden("cache-max-entries")
 	fs.DurationVar(&r.Timeouts.Heartbeat, "raft-heartbeat-timeout", cluster.DefaultTimeouts().Heartbeat, "Raft heartbeat timeout: a follower starts an election after this long without a leader")
@@ -136,6 +141,9 @@ func runServe(ctx context.Context, stop func(), cfg serveConfig, log *slog.Logge
 	rc.Logger = log
 	if rc.ReadConsistency, err = cluster.ParseReadConsistency(cfg.ReadConsistency); err != nil {
 		return fmt.Errorf("--read-consistency: %w", err)
+	}
+	if rc.FaultDelays, err = faultdelay.Parse(cfg.FaultDelays); err != nil {
+		return fmt.Errorf("--fault-delay: %w", err)
 	}
 	if rc.ID == "" {
 		return errors.New("--id is required (the host name could not be read)")
@@ -203,4 +211,13 @@ func openBackend(ctx context.Context, cfg serveConfig, log *slog.Logger) (backen
 		return nil, fmt.Errorf("open backend: %w", err)
 	}
 	return store, nil
+}
+
+// faultDelayPoints names the points --fault-delay accepts.
+func faultDelayPoints() []string {
+	var out []string
+	for _, p := range faultdelay.Points() {
+		out = append(out, string(p))
+	}
+	return out
 }
