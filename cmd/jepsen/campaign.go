@@ -121,6 +121,10 @@ type plannedRun struct {
 	// Canary names the canary this run is an attempt of; the other runs
 	// must PASS.
 	Canary string `json:"canary,omitempty"`
+	// Control names the canary this run is the control of: the canary's
+	// fault delays without its unsafe flags. It must PASS like a regular
+	// run.
+	Control string `json:"control,omitempty"`
 	// ServeFlags, Expect and Attempt (from 1) are the canary's.
 	ServeFlags []string             `json:"serve_flags,omitempty"`
 	Expect     []report.AnomalyKind `json:"expect,omitempty"`
@@ -252,6 +256,9 @@ func runCampaign(ctx context.Context, f campaignFlags, stdout, stderr io.Writer)
 		table = canaries()
 	}
 	for _, c := range table {
+		if pr, ok := controlRun(c, f.Seed, levels, f.CanaryTime); ok && ctx.Err() == nil {
+			results = append(results, launch(pr))
+		}
 		for attempt := 0; attempt < max(1, f.CanaryAttempts) && ctx.Err() == nil; attempt++ {
 			r := launch(canaryRun(c, attempt, f.Seed, levels, f.CanaryTime))
 			results = append(results, r)
@@ -460,6 +467,9 @@ func campaignMarkdown(f campaignFlags, levels []string, results []campaignResult
 	perLevel := map[string]int{}
 	for _, r := range results {
 		expect := "PASS"
+		if r.Control != "" {
+			expect = "PASS (control of " + r.Control + ")"
+		}
 		if r.Canary != "" {
 			expect = "caught: " + showKinds(r.Expect)
 		}
@@ -515,8 +525,8 @@ func campaignMarkdown(f campaignFlags, levels []string, results []campaignResult
 
 	if len(canaries) > 0 {
 		b.WriteString("\n## Canaries\n\nA canary is caught when the checker finds one of the anomalies it must produce.\n\n")
-		b.WriteString("| canary | serve flags | nemesis | isolation | must find | attempts | caught | what each attempt found |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| canary | serve flags | fault delays | nemesis | isolation | must find | attempts | caught | what each attempt found | control (delays only, must PASS) |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, c := range canaries {
 			caught := "**no**"
 			if c.Caught {
@@ -526,8 +536,16 @@ func campaignMarkdown(f campaignFlags, levels []string, results []campaignResult
 			for i, a := range c.Attempts {
 				found[i] = fmt.Sprintf("%d: %s", i+1, a.Outcome)
 			}
-			fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %d | %s | %s |\n", c.Name, strings.Join(c.ServeFlags, " "), c.Nemesis,
-				c.Isolation, showKinds(c.Expect), len(c.Attempts), caught, strings.Join(found, "; "))
+			delays, control := "-", "-"
+			if len(c.FaultDelays) > 0 {
+				delays = "`" + strings.Join(c.FaultDelays, " ") + "`"
+				control = "**did not run**"
+			}
+			if c.Control != nil {
+				control = c.Control.Outcome
+			}
+			fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s | %d | %s | %s | %s |\n", c.Name, strings.Join(c.ServeFlags, " "), delays, c.Nemesis,
+				c.Isolation, showKinds(c.Expect), len(c.Attempts), caught, strings.Join(found, "; "), control)
 		}
 		b.WriteString("\n")
 		for _, c := range canaries {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,13 @@ type canary struct {
 	Description string
 	// ServeFlags go to every `committer serve` (jepsen run --serve-arg).
 	ServeFlags []string
+	// FaultDelays are `committer serve --fault-delay` flags that widen the
+	// timing window the canary needs, so that every fault can enter it.
+	// They go to the canary's attempts and to its control: a run with the
+	// same delays and fault but without ServeFlags, which must PASS, so
+	// that what the canary's attempts find is the broken mechanism's doing,
+	// not the delays'.
+	FaultDelays []string
 	// Nemesis is the --nemesis value.
 	Nemesis string
 	// Isolation is the replicas' --isolation; empty: the campaign's first
@@ -45,6 +53,19 @@ func canaries() []canary {
 			Name:        "stale-reads",
 			Description: "reads skip the leadership check (--read-consistency=leader); a paused leader, deposed meanwhile, answers queued reads from its cache when it resumes",
 			ServeFlags:  []string{"--read-consistency=leader"},
+			Nemesis:     string(nemesis.PauseLeader),
+			Expect:      []report.AnomalyKind{report.NotLinearizable},
+		},
+		{
+			Name:        "join-inflight-reads",
+			Description: "a read joins the leadership confirmation round already in flight (--unsafe-join-inflight-reads), whose evidence may predate it; a leader paused after a round was decided, and slow to notice its deposition when it resumes, answers reads that arrived during the pause with that round",
+			ServeFlags:  []string{"--unsafe-join-inflight-reads"},
+			// Without the delays the window is a scheduling race at the
+			// moment the paused leader resumes, which Raft's own step-down
+			// nearly always wins: the pause must land after a round was
+			// decided and before its reads were answered, and the resumed
+			// replica must still take the reads as leader.
+			FaultDelays: []string{"--fault-delay=read-round-decided=100ms", "--fault-delay=leadership-lost=500ms"},
 			Nemesis:     string(nemesis.PauseLeader),
 			Expect:      []report.AnomalyKind{report.NotLinearizable},
 		},
@@ -102,7 +123,7 @@ func canaryRun(c canary, attempt int, baseSeed int64, levels []string, d time.Du
 		Nodes:      3,
 		Nemesis:    c.Nemesis,
 		Isolation:  c.Isolation,
-		ServeFlags: c.ServeFlags,
+		ServeFlags: append(slices.Clone(c.ServeFlags), c.FaultDelays...),
 		Expect:     c.Expect,
 		Attempt:    attempt + 1,
 		// Far from the regular runs' seeds, so that no attempt repeats one.
@@ -117,6 +138,22 @@ func canaryRun(c canary, attempt int, baseSeed int64, levels []string, d time.Du
 	}
 	pr.Name = fmt.Sprintf("canary-%s-seed%d", c.Name, pr.Seed)
 	return pr
+}
+
+// controlRun plans the control of a canary with fault delays: the same
+// fault, delays and length without the canary's unsafe flags, judged like a
+// regular run (it must PASS). It reports false for a canary without delays,
+// whose regular runs are its control.
+func controlRun(c canary, baseSeed int64, levels []string, d time.Duration) (plannedRun, bool) {
+	if len(c.FaultDelays) == 0 {
+		return plannedRun{}, false
+	}
+	pr := canaryRun(c, 0, baseSeed, levels, d)
+	pr.Canary, pr.Expect, pr.Attempt = "", nil, 0
+	pr.Control = c.Name
+	pr.ServeFlags = slices.Clone(c.FaultDelays)
+	pr.Name = fmt.Sprintf("control-%s-seed%d", c.Name, pr.Seed)
+	return pr, true
 }
 
 // judgeCanary decides whether a canary run was caught and says what became
@@ -165,10 +202,14 @@ type canarySummary struct {
 	Nemesis     string               `json:"nemesis"`
 	Isolation   string               `json:"isolation"`
 	Expect      []report.AnomalyKind `json:"expect"`
+	FaultDelays []string             `json:"fault_delays,omitempty"`
 	// Attempts are the runs made, in order; the last is the one that was
 	// caught, if any was.
 	Attempts []canaryAttempt `json:"attempts"`
 	Caught   bool            `json:"caught"`
+	// Control is the run with the canary's fault delays but not its flags,
+	// for a canary with delays; Verdict PASS is what it must come out as.
+	Control *canaryAttempt `json:"control,omitempty"`
 }
 
 // canaryAttempt is one run of a canary.
@@ -186,8 +227,16 @@ type canaryAttempt struct {
 func summarizeCanaries(table []canary, results []campaignResult) []canarySummary {
 	var out []canarySummary
 	for _, c := range table {
-		cs := canarySummary{Name: c.Name, Description: c.Description, ServeFlags: c.ServeFlags, Nemesis: c.Nemesis, Expect: c.Expect}
+		cs := canarySummary{Name: c.Name, Description: c.Description, ServeFlags: c.ServeFlags, FaultDelays: c.FaultDelays,
+			Nemesis: c.Nemesis, Expect: c.Expect}
 		for _, r := range results {
+			if r.Control == c.Name {
+				cs.Control = &canaryAttempt{Run: r.Name, Seed: r.Seed, Verdict: r.Verdict, Outcome: r.Outcome}
+				if r.Summary != nil {
+					cs.Control.Anomalies = r.Summary.Anomalies
+				}
+				continue
+			}
 			if r.Canary != c.Name {
 				continue
 			}
@@ -210,13 +259,17 @@ func summarizeCanaries(table []canary, results []campaignResult) []canarySummary
 // "canary stale-reads: caught on attempt 2 (not-linearizable 7)".
 func canaryLine(cs canarySummary) string {
 	n := len(cs.Attempts)
+	control := ""
+	if c := cs.Control; c != nil {
+		control = fmt.Sprintf("; its control, with the same fault delays and no unsafe flag: %s", c.Outcome)
+	}
 	if cs.Caught {
 		last := cs.Attempts[n-1]
-		return fmt.Sprintf("canary %s: caught on attempt %d (%s)", cs.Name, n, report.FormatAnomalies(last.Anomalies))
+		return fmt.Sprintf("canary %s: caught on attempt %d (%s)%s", cs.Name, n, report.FormatAnomalies(last.Anomalies), control)
 	}
 	outcomes := make([]string, n)
 	for i, a := range cs.Attempts {
 		outcomes[i] = fmt.Sprintf("attempt %d: %s", i+1, a.Outcome)
 	}
-	return fmt.Sprintf("canary %s: NOT caught in %d attempts, want %s; %s", cs.Name, n, showKinds(cs.Expect), strings.Join(outcomes, "; "))
+	return fmt.Sprintf("canary %s: NOT caught in %d attempts, want %s; %s%s", cs.Name, n, showKinds(cs.Expect), strings.Join(outcomes, "; "), control)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hacommit/committer/internal/faultdelay"
 	"github.com/hacommit/committer/jepsen/checker"
 	"github.com/hacommit/committer/jepsen/nemesis"
 	"github.com/hacommit/committer/jepsen/report"
@@ -77,12 +78,31 @@ func TestCanaryTable(t *testing.T) {
 			concurrency = c.Concurrency
 		}
 		f := runFlags{Nodes: 3, Time: time.Minute, Nemesis: c.Nemesis, Concurrency: concurrency, OpTimeout: 5 * time.Second,
-			Isolation: isolationSerializable, ServeArgs: c.ServeFlags}
+			ReadTimeout: 2 * time.Second, Isolation: isolationSerializable, ServeArgs: append(slices.Clone(c.ServeFlags), c.FaultDelays...)}
 		if err := f.validate(); err != nil {
 			t.Errorf("canary %s: its serve flags are not a valid run: %v", c.Name, err)
 		}
+		var delays []string
+		for _, d := range c.FaultDelays {
+			spec, ok := strings.CutPrefix(d, "--fault-delay=")
+			if !ok {
+				t.Errorf("canary %s: fault delay %q is not a --fault-delay flag", c.Name, d)
+			}
+			delays = append(delays, spec)
+		}
+		if _, err := faultdelay.Parse(delays); err != nil {
+			t.Errorf("canary %s: %v", c.Name, err)
+		}
 	}
-	stale, fence := table[0], table[1]
+	byName := map[string]canary{}
+	for _, c := range table {
+		byName[c.Name] = c
+	}
+	stale, fence, join := table[0], byName["no-fencing"], byName["join-inflight-reads"]
+	if !slices.Equal(join.ServeFlags, []string{"--unsafe-join-inflight-reads"}) || join.Nemesis != string(nemesis.PauseLeader) ||
+		len(join.FaultDelays) != 2 || !slices.Equal(join.Expect, []report.AnomalyKind{report.NotLinearizable}) {
+		t.Errorf("in-flight join canary: %+v", join)
+	}
 	if stale.Name != "stale-reads" || !slices.Equal(stale.ServeFlags, []string{"--read-consistency=leader"}) ||
 		stale.Nemesis != string(nemesis.PauseLeader) || !slices.Equal(stale.Expect, []report.AnomalyKind{report.NotLinearizable}) {
 		t.Errorf("stale-read canary: %+v", stale)
@@ -111,6 +131,26 @@ func TestCanaryRunPlansAttempts(t *testing.T) {
 	c.Concurrency = 24
 	if got, want := canaryRun(c, 0, 5, levels, time.Minute).Args, []string{"--time", "1m0s", "--concurrency", "24"}; !slices.Equal(got, want) {
 		t.Errorf("a canary's own concurrency: args %q, want %q", got, want)
+	}
+	if _, ok := controlRun(c, 5, levels, time.Minute); ok {
+		t.Error("a canary without fault delays got a control run")
+	}
+
+	// A canary with fault delays: its attempts carry the delays after its
+	// flags, and its control carries the delays alone and must PASS.
+	c = canary{Name: "join", ServeFlags: []string{"--unsafe-join-inflight-reads"}, FaultDelays: []string{"--fault-delay=leadership-lost=1s"},
+		Nemesis: "pause-leader", Expect: []report.AnomalyKind{report.NotLinearizable}}
+	if got, want := canaryRun(c, 0, 5, levels, time.Minute).ServeFlags, []string{"--unsafe-join-inflight-reads", "--fault-delay=leadership-lost=1s"}; !slices.Equal(got, want) {
+		t.Errorf("attempt serve flags %q, want %q", got, want)
+	}
+	ctl, ok := controlRun(c, 5, levels, time.Minute)
+	want = plannedRun{Name: "control-join-seed1005", Args: []string{"--time", "1m0s"}, Nodes: 3, Nemesis: "pause-leader",
+		Seed: 1005, Isolation: isolationReadCommitted, Control: "join", ServeFlags: c.FaultDelays}
+	if !ok || !reflect.DeepEqual(ctl, want) {
+		t.Errorf("controlRun = %+v, %v\nwant %+v", ctl, ok, want)
+	}
+	if !slices.Equal(c.ServeFlags, []string{"--unsafe-join-inflight-reads"}) {
+		t.Errorf("planning changed the canary's flags: %q", c.ServeFlags)
 	}
 }
 
@@ -187,6 +227,8 @@ func TestCanarySummaryAndLine(t *testing.T) {
 		{Name: "no-fencing", Description: "d2", ServeFlags: []string{"--unsafe-skip-fence"}, Nemesis: "backend-stall-leader",
 			Expect: []report.AnomalyKind{report.NotLinearizable, report.LostWrite}},
 		{Name: "never-ran", Expect: []report.AnomalyKind{report.LostWrite}},
+		{Name: "join", Description: "d3", ServeFlags: []string{"--unsafe-join-inflight-reads"}, FaultDelays: []string{"--fault-delay=leadership-lost=1s"},
+			Nemesis: "pause-leader", Expect: []report.AnomalyKind{report.NotLinearizable}},
 	}
 	attempt := func(name, run string, ok bool, outcome string, anomalies map[report.AnomalyKind]int) campaignResult {
 		return campaignResult{plannedRun: plannedRun{Name: run, Canary: name, Seed: 7, Isolation: isolationSerializable},
@@ -198,9 +240,19 @@ func TestCanarySummaryAndLine(t *testing.T) {
 		attempt("stale-reads", "a2", true, "caught: not-linearizable 7", map[report.AnomalyKind]int{report.NotLinearizable: 7}),
 		attempt("no-fencing", "b1", false, "no summary", nil),
 		attempt("no-fencing", "b2", false, "UNKNOWN", nil),
+		{plannedRun: plannedRun{Name: "c0", Control: "join", Seed: 8, Isolation: isolationSerializable}, Verdict: checker.Pass, OK: true,
+			Outcome: "PASS", Summary: &report.Summary{}},
+		attempt("join", "c1", true, "caught: not-linearizable 2", map[report.AnomalyKind]int{report.NotLinearizable: 2}),
 	}
 	got := summarizeCanaries(table, results)
-	if len(got) != 2 || got[0].Name != "stale-reads" || !got[0].Caught || len(got[0].Attempts) != 2 ||
+	if len(got) != 3 || got[2].Control == nil || got[2].Control.Run != "c0" || got[2].Control.Verdict != checker.Pass ||
+		len(got[2].Attempts) != 1 || !got[2].Caught {
+		t.Fatalf("the join canary's summary = %+v", got[2])
+	}
+	if line, want := canaryLine(got[2]), "canary join: caught on attempt 1 (not-linearizable 2); its control, with the same fault delays and no unsafe flag: PASS"; line != want {
+		t.Errorf("canaryLine = %q, want %q", line, want)
+	}
+	if len(got) != 3 || got[0].Name != "stale-reads" || !got[0].Caught || len(got[0].Attempts) != 2 ||
 		got[1].Name != "no-fencing" || got[1].Caught || len(got[1].Attempts) != 2 || got[0].Isolation != isolationSerializable {
 		t.Fatalf("summarizeCanaries = %+v", got)
 	}
@@ -218,8 +270,10 @@ func TestCanarySummaryAndLine(t *testing.T) {
 	}
 	md := campaignMarkdown(campaignFlags{Nodes: "3"}, []string{isolationSerializable}, results, got, time.Minute)
 	for _, want := range []string{
-		"| stale-reads | `--read-consistency=leader` | pause-leader | serializable | not-linearizable | 2 | yes (attempt 2) | 1: PASS: the checker found nothing; 2: caught: not-linearizable 7 |",
-		"| no-fencing | `--unsafe-skip-fence` | backend-stall-leader | serializable | not-linearizable or lost-write | 2 | **no** | 1: no summary; 2: UNKNOWN |",
+		"| stale-reads | `--read-consistency=leader` | - | pause-leader | serializable | not-linearizable | 2 | yes (attempt 2) | 1: PASS: the checker found nothing; 2: caught: not-linearizable 7 | - |",
+		"| no-fencing | `--unsafe-skip-fence` | - | backend-stall-leader | serializable | not-linearizable or lost-write | 2 | **no** | 1: no summary; 2: UNKNOWN | - |",
+		"| join | `--unsafe-join-inflight-reads` | `--fault-delay=leadership-lost=1s` | pause-leader | serializable | not-linearizable | 1 | yes (attempt 1) | 1: caught: not-linearizable 2 | PASS |",
+		"| c0 | 0 |  | serializable | 8 | PASS | PASS (control of join) | PASS |",
 		"- stale-reads: d1\n",
 	} {
 		if !strings.Contains(md, want) {
@@ -299,7 +353,7 @@ func TestReplicaFlagsAndTheirEffect(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	good := runFlags{Nodes: 3, Time: time.Minute, Nemesis: "all", Concurrency: 12, OpTimeout: 5 * time.Second,
+	good := runFlags{Nodes: 3, Time: time.Minute, Nemesis: "all", Concurrency: 12, OpTimeout: 5 * time.Second, ReadTimeout: 2 * time.Second,
 		Isolation: isolationSerializable, ProgressInterval: 5 * time.Second, ServeArgs: []string{"--unsafe-skip-fence", "--raft-heartbeat-timeout=300ms"}}
 	if err := good.validate(); err != nil {
 		t.Fatalf("valid flags: %v", err)
@@ -313,6 +367,7 @@ func TestValidate(t *testing.T) {
 		{func(f *runFlags) { f.Nemesis = "chaos" }, "--nemesis: "},
 		{func(f *runFlags) { f.Concurrency = 0 }, "--concurrency 0: must be at least 1"},
 		{func(f *runFlags) { f.OpTimeout = 0 }, "--op-timeout 0s: must be positive"},
+		{func(f *runFlags) { f.ReadTimeout = -time.Second }, "--read-timeout -1s: must be positive"},
 		{func(f *runFlags) { f.ReadConsistency = "eventual" }, `--read-consistency "eventual": want linearizable or leader`},
 		{func(f *runFlags) { f.ServeArgs = []string{"--read-consistency=eventual"} }, `--read-consistency "eventual": want linearizable or leader`},
 		{func(f *runFlags) { f.Isolation = "snapshot" }, `--isolation "snapshot": want serializable or read-committed`},
