@@ -10,6 +10,7 @@ import (
 
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/cluster/cache"
+	"github.com/hacommit/committer/cluster/coalesce"
 	"github.com/hacommit/committer/internal/faultdelay"
 	"github.com/hacommit/committer/metrics"
 )
@@ -112,6 +113,9 @@ type Config struct {
 	Cache cache.Config
 	// Timeouts tune Raft; zero fields take DefaultTimeouts.
 	Timeouts Timeouts
+	// Coalesce bounds the leader's write batches (package coalesce); its
+	// Observe is set by the replica.
+	Coalesce coalesce.Config
 	// UnsafeSkipFence makes a new leader serve without fencing the backend.
 	// It exists only so the correctness harness can prove it catches the
 	// resulting anomalies; never set it in production.

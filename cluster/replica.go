@@ -18,6 +18,7 @@ import (
 
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/cluster/cache"
+	"github.com/hacommit/committer/cluster/coalesce"
 	"github.com/hacommit/committer/cluster/readgate"
 	"github.com/hacommit/committer/cluster/shardlock"
 	"github.com/hacommit/committer/fsm"
@@ -87,8 +88,13 @@ type Replica struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	closed atomic.Bool
+
+	// coalescers are the write coalescers of this and earlier terms that
+	// may still have batches in flight; Close waits for them.
+	coMu       sync.Mutex
+	coalescers []*coalesce.Coalescer
+	wg         sync.WaitGroup
+	closed     atomic.Bool
 }
 
 // Open starts a replica: Raft on its data dir, bootstrap or join as the
@@ -410,7 +416,16 @@ func (r *Replica) establish(term uint64) error {
 		r.setFenceProblem("")
 		store = owned.AtEpoch(term)
 	}
-	c := cache.New(store, r.cfg.Cache)
+	// Writes that miss the cache's fast path share backend transactions
+	// (docs/architecture.md §7.4). Batches are bound to the replica's
+	// life, not the term's: one already sent must still be answered.
+	cc := r.cfg.Coalesce
+	if m := r.cfg.Metrics; m != nil {
+		cc.Observe = m.ObserveBatch
+	}
+	co := coalesce.New(r.ctx, store, cc)
+	r.trackCoalescer(co)
+	c := cache.New(co, r.cfg.Cache)
 	// Writes hold their shards above the cache, so that a later write to a
 	// shard waits for the earlier one and is decided after it (a multi-CaS
 	// holds all of its shards: docs/architecture.md §7.3).
@@ -510,7 +525,26 @@ func (r *Replica) Close() error {
 	r.cancel()
 	err := r.raft.Shutdown().Error()
 	r.wg.Wait()
+	r.coMu.Lock()
+	for _, co := range r.coalescers {
+		co.Wait()
+	}
+	r.coMu.Unlock()
 	return errors.Join(err, r.peers.Close(), r.transport.Close(), r.stores.Close())
+}
+
+// trackCoalescer remembers co until it is idle after a later term, so that
+// Close can wait for its batches.
+func (r *Replica) trackCoalescer(co *coalesce.Coalescer) {
+	r.coMu.Lock()
+	defer r.coMu.Unlock()
+	kept := r.coalescers[:0]
+	for _, old := range r.coalescers {
+		if !old.Idle() {
+			kept = append(kept, old)
+		}
+	}
+	r.coalescers = append(kept, co)
 }
 
 func (r *Replica) voterCount() int {

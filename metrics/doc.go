@@ -28,6 +28,7 @@
 //	committer_fence_events_total{result}   counter   fence attempts on becoming leader
 //	committer_ready                        gauge     1 while this replica serves (ready leader, or follower knowing one)
 //	committer_batch_size                   histogram operations per storage batch (coalescing)
+//	committer_batch_wait_seconds           histogram how long a batch's first write waited to be sent
 //
 // op is one of head, scan, compare_and_set, compare_and_set_multi, truncate,
 // list_keys (and fence for the backing metrics; cache metrics use head,

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"time"
+
 	"errors"
 	"slices"
 	"strings"
@@ -127,6 +129,7 @@ type Metrics struct {
 	fenceEvents   *prometheus.CounterVec
 	ready         prometheus.Gauge
 	batchSize     prometheus.Histogram
+	batchWait     prometheus.Histogram
 
 	cache *cacheCollector
 
@@ -194,6 +197,11 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "Operations per storage batch.",
 			Buckets: batchBuckets,
 		}),
+		batchWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: clusterNamespace, Name: "batch_wait_seconds",
+			Help:    "How long the first write of a storage batch waited for the batch to be sent.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14),
+		}),
 		cache: newCacheCollector(),
 	}
 	// Create every known series up front: a series that appears only on
@@ -220,7 +228,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.rpcTotal, m.rpcDuration, m.inflight, m.backingTotal, m.backingDuration,
 		m.raftState, m.raftTerm, m.leaderChanges, m.forwarded, m.fenceEvents, m.ready, m.batchSize,
-		m.cache,
+		m.batchWait, m.cache,
 	)
 	return m
 }
@@ -272,5 +280,9 @@ func (m *Metrics) SetReady(ready bool) {
 	m.ready.Set(0)
 }
 
-// ObserveBatch records the size of one storage batch.
-func (m *Metrics) ObserveBatch(n int) { m.batchSize.Observe(float64(n)) }
+// ObserveBatch records one storage batch: its operations and how long its
+// first write waited for it to be sent.
+func (m *Metrics) ObserveBatch(n int, wait time.Duration) {
+	m.batchSize.Observe(float64(n))
+	m.batchWait.Observe(wait.Seconds())
+}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -390,8 +392,9 @@ func TestClusterMetrics(t *testing.T) {
 	m.Fenced(metrics.FenceResult(errors.New("connection refused")))
 	m.Fenced(metrics.FenceOK)
 	m.SetReady(true)
-	for _, n := range []int{1, 3, 1024, 5000} {
-		m.ObserveBatch(n)
+	for i, n := range []int{1, 3, 1024, 5000} {
+		// Waits of 0, 1ms, 2ms and 3ms.
+		m.ObserveBatch(n, time.Duration(i)*time.Millisecond)
 	}
 
 	want := `# HELP committer_raft_state 1 for this replica's current Raft state, 0 for the others.
@@ -439,6 +442,22 @@ committer_batch_size_count 4
 		"committer_ready", "committer_batch_size", "committer_forwarded_requests_total",
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), families...); err != nil {
+		t.Fatal(err)
+	}
+	// The waits: buckets from 50µs doubling; 0 falls in the first, 1ms in
+	// 1.6ms, 2ms and 3ms in 3.2ms.
+	wait := "# HELP committer_batch_wait_seconds How long the first write of a storage batch waited for the batch to be sent.\n# TYPE committer_batch_wait_seconds histogram\n"
+	for _, le := range prometheus.ExponentialBuckets(0.00005, 2, 14) {
+		in := 0
+		for _, w := range []float64{0, 0.001, 0.002, 0.003} {
+			if w <= le {
+				in++
+			}
+		}
+		wait += fmt.Sprintf("committer_batch_wait_seconds_bucket{le=%q} %d\n", strconv.FormatFloat(le, 'g', -1, 64), in)
+	}
+	wait += "committer_batch_wait_seconds_bucket{le=\"+Inf\"} 4\ncommitter_batch_wait_seconds_sum 0.006\ncommitter_batch_wait_seconds_count 4\n"
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(wait), "committer_batch_wait_seconds"); err != nil {
 		t.Fatal(err)
 	}
 

@@ -18,6 +18,7 @@ import (
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/cluster"
 	"github.com/hacommit/committer/cluster/cache"
+	"github.com/hacommit/committer/cluster/coalesce"
 	"github.com/hacommit/committer/cluster/opshttp"
 	"github.com/hacommit/committer/internal/faultdelay"
 	"github.com/hacommit/committer/metrics"
@@ -70,6 +71,9 @@ type Config struct {
 	Timeouts cluster.Timeouts
 	// Cache bounds the leader's head cache.
 	Cache cache.Config
+	// Coalesce bounds the leader's write batches; its MaxDataBytes is
+	// MaxDataBytes.
+	Coalesce coalesce.Config
 	// Backend is the shared storage. The caller owns it: Shutdown does not
 	// close it, since several replicas of one process may share it.
 	Backend backend.Fencer
@@ -161,6 +165,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		Peers:                    cfg.Peers,
 		Join:                     cfg.Join,
 		Cache:                    cfg.Cache,
+		Coalesce:                 coalesceConfig(cfg),
 		Timeouts:                 cfg.Timeouts,
 		UnsafeSkipFence:          cfg.UnsafeSkipFence,
 		UnsafeSkipShardExclusion: cfg.UnsafeSkipShardExclusion,
@@ -303,4 +308,12 @@ func raftAdvertise(bind, advertise string) (string, error) {
 		return "", errors.New("a raft address with an unspecified host needs a fixed port or a raft advertise address")
 	}
 	return Advertised(bind, "")
+}
+
+// coalesceConfig is cfg.Coalesce validating members against the server's
+// payload limit.
+func coalesceConfig(cfg Config) coalesce.Config {
+	c := cfg.Coalesce
+	c.MaxDataBytes = cfg.MaxDataBytes
+	return c
 }

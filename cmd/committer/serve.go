@@ -17,6 +17,7 @@ import (
 	"github.com/hacommit/committer/backend/backendurl"
 	"github.com/hacommit/committer/cluster"
 	"github.com/hacommit/committer/cluster/cache"
+	"github.com/hacommit/committer/cluster/coalesce"
 	"github.com/hacommit/committer/cluster/embed"
 	"github.com/hacommit/committer/internal/faultdelay"
 	"github.com/hacommit/committer/rpc/server"
@@ -103,6 +104,9 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 	_ = fs.MarkHidden("unsafe-determinate-forward-errors")
 	fs.StringArrayVar(&cfg.FaultDelays, "fault-delay", nil, "hold the replica at a named point for a while, as POINT=DURATION (repeatable; points: "+strings.Join(faultDelayPoints(), ", ")+"); widens a timing window for the correctness harness without changing what the replica decides")
 	_ = fs.MarkHidden("fault-delay")
+	fs.IntVar(&r.Coalesce.MaxOps, "batch-max-ops", coalesce.DefaultMaxOps, "most operations the leader sends to the backend in one write transaction")
+	fs.IntVar(&r.Coalesce.MaxBytes, "batch-max-bytes", coalesce.DefaultMaxBytes, "most payload bytes in one write transaction (a larger write goes alone)")
+	fs.IntVar(&r.Coalesce.MaxInFlight, "batch-max-in-flight", coalesce.DefaultMaxInFlight, "most write transactions the leader has on the backend at once; writes arriving meanwhile fill the next one")
 	fs.IntVar(&r.Cache.MaxEntries, "cache-max-entries", cache.DefaultMaxEntries, "most shard heads the leader caches; a tiny cache evicts all the time, which the cache canary uses")
 	_ = fs.MarkHidden("cache-max-entries")
 	fs.DurationVar(&r.Timeouts.Heartbeat, "raft-heartbeat-timeout", cluster.DefaultTimeouts().Heartbeat, "Raft heartbeat timeout: a follower starts an election after this long without a leader")
@@ -147,6 +151,10 @@ func runServe(ctx context.Context, stop func(), cfg serveConfig, log *slog.Logge
 	}
 	if rc.ID == "" {
 		return errors.New("--id is required (the host name could not be read)")
+	}
+	if rc.Coalesce.MaxOps <= 0 || rc.Coalesce.MaxBytes <= 0 || rc.Coalesce.MaxInFlight <= 0 {
+		return fmt.Errorf("--batch-max-ops, --batch-max-bytes and --batch-max-in-flight must be positive, got %d, %d and %d",
+			rc.Coalesce.MaxOps, rc.Coalesce.MaxBytes, rc.Coalesce.MaxInFlight)
 	}
 	if rc.RequestTimeout <= 0 {
 		return fmt.Errorf("--request-timeout must be positive, got %v", rc.RequestTimeout)

@@ -218,6 +218,8 @@ func TestEnvironmentAndFlagErrors(t *testing.T) {
 			`--fault-delay: fault delay "apply=1s": unknown point "apply" (known: read-round-decided, leadership-lost)`},
 		{"fault delay without a duration", nil, []string{"serve", "--backend", "bolt:///x", "--fault-delay", "leadership-lost"},
 			`--fault-delay: fault delay "leadership-lost": want POINT=DURATION`},
+		{"positive batch limits", nil, []string{"serve", "--backend", "bolt:///x", "--batch-max-in-flight", "0"},
+			"--batch-max-ops, --batch-max-bytes and --batch-max-in-flight must be positive, got 256, 33554432 and 0"},
 		{"positive data limit", nil, []string{"serve", "--backend", "bolt:///x", "--max-data-bytes", "0"},
 			"--max-data-bytes must be positive, got 0"},
 		{"bolt cannot back a multi-replica cluster", nil, []string{"serve", "--backend", "bolt:///x", "--bootstrap-expect", "3", "--peers", "a=127.0.0.1:1,b=127.0.0.1:2,c=127.0.0.1:3"},
