@@ -417,7 +417,7 @@ func (r *Replica) establish(term uint64) error {
 		store = owned.AtEpoch(term)
 	}
 	// Writes that miss the cache's fast path share backend transactions
-	// (docs/architecture.md §7.4). Batches are bound to the replica's
+	// (docs/architecture.md §7.3). Batches are bound to the replica's
 	// life, not the term's: one already sent must still be answered.
 	cc := r.cfg.Coalesce
 	if m := r.cfg.Metrics; m != nil {

@@ -1,5 +1,5 @@
 // Package coalesce batches a leader's writes into few backend transactions
-// (docs/architecture.md §7.4).
+// (docs/architecture.md §7.3).
 //
 // A Coalescer sits between the leader's cache and the backend bound to the
 // term's epoch. Compare-and-sets and multi-CaS calls queue as members of
