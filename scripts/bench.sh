@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs `committer bench` against a local 3-replica cluster on PostgreSQL,
+# side by side with the same PostgreSQL driven directly and the bare gRPC
+# transport (docs/benchmarks.md). PostgreSQL runs with its durable defaults
+# (fsync on). Extra arguments go to `committer bench`, e.g.
+#
+#   scripts/bench.sh --scenarios cas --workers 1 --rounds 5
+#
+# Environment: BENCH_DIR (default: a fresh temp dir), BENCH_PG_PORT (55432),
+# BENCH_SERVE_ARGS (further flags for every `committer serve`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -x "$pgbin/initdb" ] || { echo "bench.sh: PostgreSQL binaries not found under /usr/lib/postgresql" >&2; exit 1; }
+dir=${BENCH_DIR:-$(mktemp -d /tmp/committer-bench.XXXXXX)}
+chmod 755 "$dir"
+port=${BENCH_PG_PORT:-55432}
+go build -o "$dir/committer" ./cmd/committer
+
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+mkdir -p "$dir/pg"
+[ "$(id -u)" = 0 ] && chown postgres "$dir/pg"
+as_pg "$pgbin/initdb" -D "$dir/pg" -U postgres -A trust >"$dir/initdb.log"
+as_pg "$pgbin/pg_ctl" -D "$dir/pg" -l "$dir/pg/server.log" -w \
+  -o "-p $port -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=on" start >/dev/null
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  as_pg "$pgbin/pg_ctl" -D "$dir/pg" -m fast stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$port" -U postgres bench
+url="postgres://postgres@127.0.0.1:$port/bench"
+
+peers="r1=127.0.0.1:17101,r2=127.0.0.1:17102,r3=127.0.0.1:17103"
+for i in 1 2 3; do
+  # shellcheck disable=SC2086
+  "$dir/committer" serve --id "r$i" --backend "$url" --data-dir "$dir/r$i" \
+    --grpc-addr "127.0.0.1:1700$i" --raft-addr "127.0.0.1:1710$i" --http-addr "127.0.0.1:1720$i" \
+    --bootstrap-expect 3 --peers "$peers" --log-level warn ${BENCH_SERVE_ARGS:-} 2>"$dir/r$i.log" &
+  pids+=($!)
+done
+for _ in $(seq 100); do
+  for i in 1 2 3; do
+    if curl -fs "http://127.0.0.1:1720$i/readyz" >/dev/null 2>&1; then ready=$i; break 2; fi
+  done
+  sleep 0.1
+done
+[ -n "${ready:-}" ] || { echo "bench.sh: the cluster never became ready; logs in $dir" >&2; exit 1; }
+echo "bench.sh: cluster ready; PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') on port $port with fsync on; output in $dir" >&2
+"$dir/committer" bench --cluster 127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003 --postgres "$url" "$@"
