@@ -55,6 +55,32 @@ type Consensus interface {
 	ListKeys(ctx context.Context) ([]string, error)
 }
 
+// BulkHeader is the optional bulk read of a store: the heads of many shards
+// in one round trip, as a new leader's prefetch needs them. The result has
+// one entry per shard, in order, nil for a shard without a version. It
+// reads like Head: one snapshot, and on a handle bound to an epoch in the
+// same transaction as the fence row.
+type BulkHeader interface {
+	HeadMany(ctx context.Context, shards []string) ([]*VersionedData, error)
+}
+
+// HeadMany reads the heads of shards from store in one call when it is a
+// BulkHeader, one Head at a time otherwise.
+func HeadMany(ctx context.Context, store Consensus, shards []string) ([]*VersionedData, error) {
+	if b, ok := store.(BulkHeader); ok {
+		return b.HeadMany(ctx, shards)
+	}
+	out := make([]*VersionedData, len(shards))
+	for i, s := range shards {
+		v, err := store.Head(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
 // Fencer is a storage Consensus whose writes can be bound to a leadership
 // epoch of one owning cluster, so that a deposed leader cannot write after
 // its successor fenced, and a cluster that does not own the database cannot

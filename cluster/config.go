@@ -113,6 +113,11 @@ type Config struct {
 	Cache cache.Config
 	// Timeouts tune Raft; zero fields take DefaultTimeouts.
 	Timeouts Timeouts
+	// HotShardInterval is how often the ready leader records its hot
+	// shards for the next leader's prefetch (0: DefaultHotShardInterval;
+	// negative: never); HotShards how many (0: DefaultHotShards).
+	HotShardInterval time.Duration
+	HotShards        int
 	// Coalesce bounds the leader's write batches (package coalesce); its
 	// Observe is set by the replica.
 	Coalesce coalesce.Config

@@ -6,6 +6,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/hacommit/committer/cluster/cache"
 	"github.com/hacommit/committer/fsm"
 )
 
@@ -36,3 +37,12 @@ func (r *Replica) ConfirmLeadership() (uint64, error) { return r.confirmLeadersh
 // ReadRounds returns how many read confirmation rounds the read gate has
 // started.
 func (r *Replica) ReadRounds() uint64 { return r.gate.Rounds() }
+
+// TermCacheStats returns the ready term's cache counters.
+func (r *Replica) TermCacheStats() (cache.Stats, bool) {
+	lt := r.leader.Load()
+	if lt == nil {
+		return cache.Stats{}, false
+	}
+	return lt.cache.Stats(), true
+}

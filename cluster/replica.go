@@ -110,6 +110,12 @@ func Open(cfg Config) (*Replica, error) {
 		cfg.ReadConsistency = Linearizable
 	}
 	cfg.Timeouts = cfg.Timeouts.withDefaults()
+	if cfg.HotShardInterval == 0 {
+		cfg.HotShardInterval = DefaultHotShardInterval
+	}
+	if cfg.HotShards == 0 {
+		cfg.HotShards = DefaultHotShards
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -136,11 +142,12 @@ func Open(cfg Config) (*Replica, error) {
 	if cfg.Metrics != nil {
 		cfg.Metrics.ObserveCache(r.cacheStats)
 	}
-	r.wg.Add(4)
+	r.wg.Add(5)
 	go r.consumeNotifications()
 	go r.lifecycle()
 	go r.registerSelf()
 	go r.reportMetrics()
+	go r.recordHotShards()
 	return r, nil
 }
 
@@ -434,7 +441,7 @@ func (r *Replica) establish(term uint64) error {
 		lt.store = c
 	}
 	// Prefetch is best effort: a failure only costs cache misses later.
-	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	pctx, pcancel := warmupContext(ctx)
 	if err := c.Prefetch(pctx, r.fsm.State().HotShards); err != nil {
 		r.log.Debug("prefetch of hot shards stopped", "err", err)
 	}
@@ -447,6 +454,8 @@ func (r *Replica) establish(term uint64) error {
 	}
 	r.leader.Store(lt)
 	r.readinessChanged()
+	r.wg.Add(1)
+	go r.reportWarmup(lt)
 	r.lifeMu.Unlock()
 	r.log.Info("ready leader", "term", term, "fenced", !r.cfg.UnsafeSkipFence, "took", time.Since(start))
 

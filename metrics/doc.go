@@ -29,6 +29,7 @@
 //	committer_ready                        gauge     1 while this replica serves (ready leader, or follower knowing one)
 //	committer_batch_size                   histogram operations per storage batch (coalescing)
 //	committer_batch_wait_seconds           histogram how long a batch's first write waited to be sent
+//	committer_cache_warmup_head_hit_ratio{window} gauge share of heads the cache answered in the first 1s / 5s as ready leader
 //
 // op is one of head, scan, compare_and_set, compare_and_set_multi, truncate,
 // list_keys (and fence for the backing metrics; cache metrics use head,

@@ -137,6 +137,14 @@ func (b *backingFencer) Head(ctx context.Context, shard string) (*backend.Versio
 	return v, err
 }
 
+// HeadMany is timed as one head call.
+func (b *backingFencer) HeadMany(ctx context.Context, shards []string) ([]*backend.VersionedData, error) {
+	start := time.Now()
+	vs, err := backend.HeadMany(ctx, b.inner, shards)
+	b.ops.head.record(start, Result(err))
+	return vs, err
+}
+
 func (b *backingFencer) Scan(ctx context.Context, shard string, from, limit uint64) ([]backend.VersionedData, error) {
 	start := time.Now()
 	vs, err := b.inner.Scan(ctx, shard, from, limit)

@@ -130,6 +130,7 @@ type Metrics struct {
 	ready         prometheus.Gauge
 	batchSize     prometheus.Histogram
 	batchWait     prometheus.Histogram
+	warmup        *prometheus.GaugeVec
 
 	cache *cacheCollector
 
@@ -202,6 +203,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "How long the first write of a storage batch waited for the batch to be sent.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14),
 		}),
+		warmup: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: clusterNamespace, Name: "cache_warmup_head_hit_ratio",
+			Help: "Share of Head calls the cache answered in the first window after this replica last became the ready leader.",
+		}, []string{"window"}),
 		cache: newCacheCollector(),
 	}
 	// Create every known series up front: a series that appears only on
@@ -228,7 +233,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.rpcTotal, m.rpcDuration, m.inflight, m.backingTotal, m.backingDuration,
 		m.raftState, m.raftTerm, m.leaderChanges, m.forwarded, m.fenceEvents, m.ready, m.batchSize,
-		m.batchWait, m.cache,
+		m.batchWait, m.warmup, m.cache,
 	)
 	return m
 }
@@ -278,6 +283,12 @@ func (m *Metrics) SetReady(ready bool) {
 		return
 	}
 	m.ready.Set(0)
+}
+
+// SetWarmupHitRatio records the Head hit ratio of the first window after
+// this replica became the ready leader.
+func (m *Metrics) SetWarmupHitRatio(window time.Duration, ratio float64) {
+	m.warmup.WithLabelValues(window.String()).Set(ratio)
 }
 
 // ObserveBatch records one storage batch: its operations and how long its

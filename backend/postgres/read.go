@@ -35,6 +35,37 @@ func (b *Backend) Head(ctx context.Context, shard string) (*backend.VersionedDat
 	return head, nil
 }
 
+// HeadMany returns the heads of shards in one statement (sqlHeadMany).
+func (b *Backend) HeadMany(ctx context.Context, shards []string) ([]*backend.VersionedData, error) {
+	for _, s := range shards {
+		if err := backend.ValidateShard(s); err != nil {
+			return nil, err
+		}
+	}
+	var heads map[string]*backend.VersionedData
+	err := b.shared.read(ctx, "head many", func(ctx context.Context, conn *pgx.Conn) error {
+		heads = make(map[string]*backend.VersionedData, len(shards))
+		return b.query(ctx, conn, sqlHeadMany, []any{shards}, func(rows pgx.Rows) error {
+			var shard string
+			var seqno int64
+			var data []byte
+			_, err := pgx.ForEachRow(rows, []any{&shard, &seqno, &data}, func() error {
+				heads[shard] = &backend.VersionedData{SeqNo: uint64(seqno), Data: data}
+				return nil
+			})
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*backend.VersionedData, len(shards))
+	for i, s := range shards {
+		out[i] = heads[s]
+	}
+	return out, nil
+}
+
 // Scan returns up to limit versions with seqno >= from, ascending.
 func (b *Backend) Scan(ctx context.Context, shard string, from, limit uint64) ([]backend.VersionedData, error) {
 	if err := backend.ValidateScan(shard, from); err != nil {

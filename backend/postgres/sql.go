@@ -47,6 +47,22 @@ WHERE shard = $1::text AND sequence_number >= 0
 ORDER BY sequence_number DESC
 LIMIT 1`
 
+// sqlHeadMany is sqlHead for many shards in one statement: each element of
+// $1 joined with its latest version (shards without one are left out).
+//
+// Linearizable: one statement, one snapshot, like sqlHead; on a bound
+// handle it runs after sqlReadFence in the same transaction.
+//
+// Index: the lateral subquery is sqlHead per shard, a backward index range
+// scan that stops after one row. LATERAL and unnest are valid on
+// CockroachDB too.
+const sqlHeadMany = `SELECT s.shard, h.sequence_number, h.data
+FROM unnest($1::text[]) AS s(shard)
+CROSS JOIN LATERAL (SELECT c.sequence_number, c.data FROM consensus.consensus AS c
+                    WHERE c.shard = s.shard AND c.sequence_number >= 0
+                    ORDER BY c.sequence_number DESC
+                    LIMIT 1) AS h`
+
 // sqlScan reads versions from $2 on, ascending, at most $3 of them.
 //
 // Linearizable: one statement, one snapshot, under both isolation levels.

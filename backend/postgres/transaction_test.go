@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -331,6 +332,12 @@ func TestBoundReadsReadTheFenceRow(t *testing.T) {
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("bound scan while the fence is locked: %v; want it to wait on the fence row", err)
 			}
+			short, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
+			_, err = bound.(backend.BulkHeader).HeadMany(short, []string{"k"})
+			cancel()
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("bound head-many while the fence is locked: %v; want it to wait on the fence row", err)
+			}
 
 			if err := tx.Rollback(ctx); err != nil {
 				t.Fatal(err)
@@ -342,5 +349,50 @@ func TestBoundReadsReadTheFenceRow(t *testing.T) {
 				t.Fatalf("bound scan after the lock = %+v, %v; want [v0]", vs, err)
 			}
 		})
+	}
+}
+
+// HeadMany answers like Head for each shard, in order, nil where a shard
+// has no version, on unbound and bound handles.
+func TestHeadMany(t *testing.T) {
+	b, _ := newStore(t, Config{})
+	ctx := t.Context()
+	for _, w := range []struct {
+		shard string
+		seqs  int
+	}{{"a", 1}, {"b", 3}, {"c", 2}} {
+		for i := range w.seqs {
+			if ok, err := b.CompareAndSet(ctx, w.shard, backend.VersionedData{SeqNo: uint64(i), Data: []byte(fmt.Sprintf("%s%d", w.shard, i))}); !ok || err != nil {
+				t.Fatalf("cas %s %d = %v, %v", w.shard, i, ok, err)
+			}
+		}
+	}
+	if _, err := b.Truncate(ctx, "b", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Fence(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	for name, h := range map[string]backend.BulkHeader{"unbound": b, "bound": b.AtEpoch(4).(backend.BulkHeader)} {
+		got, err := h.HeadMany(ctx, []string{"c", "missing", "b", "a", "c"})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want := []string{"1:c1", "-", "2:b2", "0:a0", "1:c1"}
+		for i, v := range got {
+			s := "-"
+			if v != nil {
+				s = fmt.Sprintf("%d:%s", v.SeqNo, v.Data)
+			}
+			if s != want[i] {
+				t.Fatalf("%s: element %d = %s, want %s", name, i, s, want[i])
+			}
+		}
+	}
+	if _, err := b.HeadMany(ctx, []string{"a", ""}); !errors.Is(err, backend.ErrInvalidArgument) {
+		t.Fatalf("an empty shard name: %v", err)
+	}
+	if got, err := b.HeadMany(ctx, nil); err != nil || len(got) != 0 {
+		t.Fatalf("no shards = %v, %v", got, err)
 	}
 }

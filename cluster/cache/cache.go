@@ -137,7 +137,9 @@ type Stats struct {
 	CASFastFails, CASWriteThroughs uint64
 	// MultiFastFails and MultiWriteThroughs count CompareAndSetMulti
 	// elements, not calls, the same way.
+	// Prefetched counts the shards Prefetch read (not counted as misses).
 	MultiFastFails, MultiWriteThroughs uint64
+	Prefetched                         uint64
 	// Evictions counts entries removed to respect MaxEntries or MaxBytes.
 	Evictions uint64
 	// Drops counts entries removed because the cache could no longer vouch
@@ -184,10 +186,42 @@ func (c *Cache) HotShards(n int) []string {
 	return out
 }
 
-// Prefetch loads the heads of shards, stopping at the first error.
+// prefetchChunk bounds the shards of one bulk read.
+const prefetchChunk = 1024
+
+// Prefetch loads the heads of shards that are not cached, in bulk reads of
+// the store (backend.HeadMany: one round trip per chunk on a store that
+// reads many heads at once), and fills them like Head misses. It stops at
+// the first error; what it filled until then stays.
 func (c *Cache) Prefetch(ctx context.Context, shards []string) error {
-	for _, s := range shards {
-		if _, err := c.Head(ctx, s); err != nil {
+	for len(shards) > 0 {
+		chunk := shards[:min(prefetchChunk, len(shards))]
+		shards = shards[len(chunk):]
+		c.mu.Lock()
+		var missing []string
+		var tickets []ticket
+		for _, s := range chunk {
+			if _, ok := c.entries[s]; ok || backend.ValidateShard(s) != nil {
+				continue
+			}
+			missing = append(missing, s)
+			tickets = append(tickets, c.beginLocked(s))
+		}
+		c.stats.Prefetched += uint64(len(missing))
+		c.mu.Unlock()
+		if len(missing) == 0 {
+			continue
+		}
+		heads, err := backend.HeadMany(ctx, c.inner, missing)
+		c.mu.Lock()
+		for i, t := range tickets {
+			if err == nil && heads[i] != nil {
+				c.sawLocked(t, *heads[i], true)
+			}
+			c.endLocked(t)
+		}
+		c.mu.Unlock()
+		if err != nil {
 			return err
 		}
 	}

@@ -739,5 +739,57 @@ func TestPrefetchAndHotShards(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || !backend.IsDeterminate(err) {
 		t.Fatalf("prefetch with a canceled context = %v, want determinate context.Canceled", err)
 	}
-	f.hot("a", "b", "c")
+	// A cached shard is not read again, and its place in the LRU stays.
+	f.hot("b", "a", "c")
+}
+
+// bulkStore counts HeadMany calls over a store that has no bulk read.
+type bulkStore struct {
+	backend.Consensus
+	calls [][]string
+}
+
+func (b *bulkStore) HeadMany(ctx context.Context, shards []string) ([]*backend.VersionedData, error) {
+	b.calls = append(b.calls, shards)
+	out := make([]*backend.VersionedData, len(shards))
+	for i, s := range shards {
+		v, err := b.Consensus.Head(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// Prefetch reads what is not cached in one bulk call per chunk of 1024
+// when the store offers one.
+func TestPrefetchReadsInBulk(t *testing.T) {
+	store := openBolt(t)
+	ctx := t.Context()
+	var shards []string
+	for i := range 1500 {
+		s := fmt.Sprintf("s%04d", i)
+		shards = append(shards, s)
+		if i%2 == 0 {
+			if ok, err := store.CompareAndSet(ctx, s, vd(0, s)); !ok || err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	bulk := &bulkStore{Consensus: store}
+	c := cache.New(bulk, cache.Config{})
+	if _, err := c.Head(ctx, "s0000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Prefetch(ctx, shards); err != nil {
+		t.Fatal(err)
+	}
+	if len(bulk.calls) != 2 || len(bulk.calls[0]) != 1023 || len(bulk.calls[1]) != 476 {
+		t.Fatalf("bulk reads of %d calls; want 2, of 1023 (s0000 was cached) and 476 shards", len(bulk.calls))
+	}
+	st := c.Stats()
+	if st.Shards != 750 || st.Prefetched != 1499 {
+		t.Fatalf("stats %+v; want the 750 written shards cached, 1499 prefetched", st)
+	}
 }

@@ -104,6 +104,11 @@ func (c *Coalescer) Head(ctx context.Context, shard string) (*backend.VersionedD
 	return c.store.Head(ctx, shard)
 }
 
+// HeadMany reads through.
+func (c *Coalescer) HeadMany(ctx context.Context, shards []string) ([]*backend.VersionedData, error) {
+	return backend.HeadMany(ctx, c.store, shards)
+}
+
 // Scan reads through.
 func (c *Coalescer) Scan(ctx context.Context, shard string, from, limit uint64) ([]backend.VersionedData, error) {
 	return c.store.Scan(ctx, shard, from, limit)

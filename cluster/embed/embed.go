@@ -71,6 +71,9 @@ type Config struct {
 	Timeouts cluster.Timeouts
 	// Cache bounds the leader's head cache.
 	Cache cache.Config
+	// HotShardInterval and HotShards: see cluster.Config.
+	HotShardInterval time.Duration
+	HotShards        int
 	// Coalesce bounds the leader's write batches; its MaxDataBytes is
 	// MaxDataBytes.
 	Coalesce coalesce.Config
@@ -166,6 +169,8 @@ func Start(cfg Config) (_ *Server, err error) {
 		Join:                     cfg.Join,
 		Cache:                    cfg.Cache,
 		Coalesce:                 coalesceConfig(cfg),
+		HotShardInterval:         cfg.HotShardInterval,
+		HotShards:                cfg.HotShards,
 		Timeouts:                 cfg.Timeouts,
 		UnsafeSkipFence:          cfg.UnsafeSkipFence,
 		UnsafeSkipShardExclusion: cfg.UnsafeSkipShardExclusion,
