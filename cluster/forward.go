@@ -127,9 +127,10 @@ func (r *Replica) forward(ctx context.Context, req request) error {
 		}
 		// A join target is asked unmarked, as a client would ask it, so
 		// that it forwards the call one hop further.
+		sent := time.Now()
 		err = req.remote(rctx, peer)
 		if m := r.cfg.Metrics; m != nil {
-			m.Forwarded(req.op, metrics.Result(err))
+			m.Forwarded(req.op, metrics.Result(err), time.Since(sent))
 		}
 		if err == nil {
 			return nil

@@ -25,6 +25,7 @@
 //	committer_raft_term                    gauge     current Raft term
 //	committer_leader_changes_total         counter   leadership changes this replica observed
 //	committer_forwarded_requests_total{op,result} counter requests a follower forwarded
+//	committer_forwarded_request_duration_seconds{op} histogram a forwarded request's time on the leader, as the follower sees it
 //	committer_fence_events_total{result}   counter   fence attempts on becoming leader
 //	committer_ready                        gauge     1 while this replica serves (ready leader, or follower knowing one)
 //	committer_batch_size                   histogram operations per storage batch (coalescing)

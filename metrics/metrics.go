@@ -131,6 +131,9 @@ type Metrics struct {
 	batchSize     prometheus.Histogram
 	batchWait     prometheus.Histogram
 	warmup        *prometheus.GaugeVec
+	// forwardDuration times forwarded calls, from sending to the leader's
+	// answer, by op.
+	forwardDuration *prometheus.HistogramVec
 
 	cache *cacheCollector
 
@@ -203,6 +206,11 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "How long the first write of a storage batch waited for the batch to be sent.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 14),
 		}),
+		forwardDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: clusterNamespace, Name: "forwarded_request_duration_seconds",
+			Help:    "How long a forwarded request took on the leader, seen from this replica: the relay's cost plus the leader's work.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
+		}, []string{"op"}),
 		warmup: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: clusterNamespace, Name: "cache_warmup_head_hit_ratio",
 			Help: "Share of Head calls the cache answered in the first window after this replica last became the ready leader.",
@@ -233,7 +241,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.rpcTotal, m.rpcDuration, m.inflight, m.backingTotal, m.backingDuration,
 		m.raftState, m.raftTerm, m.leaderChanges, m.forwarded, m.fenceEvents, m.ready, m.batchSize,
-		m.batchWait, m.warmup, m.cache,
+		m.batchWait, m.warmup, m.forwardDuration, m.cache,
 	)
 	return m
 }
@@ -270,7 +278,10 @@ func (m *Metrics) LeaderChanged() { m.leaderChanges.Inc() }
 // Forwarded counts one forwarded request. op is a Consensus operation and
 // result one of the Result values (see Result and CASResult); other values
 // create new series, so keep them to a fixed set.
-func (m *Metrics) Forwarded(op, result string) { m.forwarded.WithLabelValues(op, result).Inc() }
+func (m *Metrics) Forwarded(op, result string, took time.Duration) {
+	m.forwarded.WithLabelValues(op, result).Inc()
+	m.forwardDuration.WithLabelValues(op).Observe(took.Seconds())
+}
 
 // Fenced counts one fence attempt; result is FenceOK, FenceRefused or
 // FenceError (see FenceResult).

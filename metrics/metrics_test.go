@@ -383,10 +383,10 @@ func TestClusterMetrics(t *testing.T) {
 	m.SetTerm(7)
 	m.LeaderChanged()
 	m.LeaderChanged()
-	m.Forwarded("head", metrics.Result(nil))
-	m.Forwarded("compare_and_set", metrics.CASResult(false, nil))
-	m.Forwarded("compare_and_set", metrics.CASResult(false, backend.Indeterminatef("broken stream")))
-	m.Forwarded("scan", metrics.Result(backend.NewDeterminate(backend.ErrNotLeader)))
+	m.Forwarded("head", metrics.Result(nil), time.Millisecond)
+	m.Forwarded("compare_and_set", metrics.CASResult(false, nil), time.Millisecond)
+	m.Forwarded("compare_and_set", metrics.CASResult(false, backend.Indeterminatef("broken stream")), time.Millisecond)
+	m.Forwarded("scan", metrics.Result(backend.NewDeterminate(backend.ErrNotLeader)), time.Millisecond)
 	m.Fenced(metrics.FenceResult(nil))
 	m.Fenced(metrics.FenceResult(backend.Determinatef("%w: stored epoch 9", backend.ErrFenced)))
 	m.Fenced(metrics.FenceResult(errors.New("connection refused")))
@@ -443,6 +443,9 @@ committer_batch_size_count 4
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), families...); err != nil {
 		t.Fatal(err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "committer_forwarded_request_duration_seconds"); err != nil || n != 3 {
+		t.Fatalf("forwarded duration series = %d, %v; want head, compare_and_set and scan", n, err)
 	}
 	// The waits: buckets from 50µs doubling; 0 falls in the first, 1ms in
 	// 1.6ms, 2ms and 3ms in 3.2ms.
