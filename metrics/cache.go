@@ -21,6 +21,7 @@ type CacheStats struct {
 	HeadHits, HeadMisses   uint64
 	CASHits, CASMisses     uint64 // CompareAndSet calls
 	MultiHits, MultiMisses uint64 // CompareAndSetMulti elements
+	ScanHits, ScanMisses   uint64
 	Evictions, Drops       uint64
 
 	Shards int
@@ -28,11 +29,11 @@ type CacheStats struct {
 }
 
 type cacheCounters struct {
-	headHits, headMisses, casHits, casMisses, multiHits, multiMisses, evictions, drops uint64
+	headHits, headMisses, casHits, casMisses, multiHits, multiMisses, scanHits, scanMisses, evictions, drops uint64
 }
 
 func countersOf(s CacheStats) cacheCounters {
-	return cacheCounters{s.HeadHits, s.HeadMisses, s.CASHits, s.CASMisses, s.MultiHits, s.MultiMisses, s.Evictions, s.Drops}
+	return cacheCounters{s.HeadHits, s.HeadMisses, s.CASHits, s.CASMisses, s.MultiHits, s.MultiMisses, s.ScanHits, s.ScanMisses, s.Evictions, s.Drops}
 }
 
 func (a cacheCounters) plus(b cacheCounters) cacheCounters {
@@ -40,6 +41,7 @@ func (a cacheCounters) plus(b cacheCounters) cacheCounters {
 		a.headHits + b.headHits, a.headMisses + b.headMisses,
 		a.casHits + b.casHits, a.casMisses + b.casMisses,
 		a.multiHits + b.multiHits, a.multiMisses + b.multiMisses,
+		a.scanHits + b.scanHits, a.scanMisses + b.scanMisses,
 		a.evictions + b.evictions, a.drops + b.drops,
 	}
 }
@@ -49,6 +51,7 @@ func (a cacheCounters) below(b cacheCounters) bool {
 	return a.headHits < b.headHits || a.headMisses < b.headMisses ||
 		a.casHits < b.casHits || a.casMisses < b.casMisses ||
 		a.multiHits < b.multiHits || a.multiMisses < b.multiMisses ||
+		a.scanHits < b.scanHits || a.scanMisses < b.scanMisses ||
 		a.evictions < b.evictions || a.drops < b.drops
 }
 
@@ -103,9 +106,11 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.hits, total.headHits, OpHead)
 	counter(c.hits, total.casHits, OpCompareAndSet)
 	counter(c.hits, total.multiHits, OpCompareAndSetMulti)
+	counter(c.hits, total.scanHits, OpScan)
 	counter(c.misses, total.headMisses, OpHead)
 	counter(c.misses, total.casMisses, OpCompareAndSet)
 	counter(c.misses, total.multiMisses, OpCompareAndSetMulti)
+	counter(c.misses, total.scanMisses, OpScan)
 	counter(c.evictions, total.evictions)
 	counter(c.drops, total.drops)
 	ch <- prometheus.MustNewConstMetric(c.shards, prometheus.GaugeValue, float64(shards))
@@ -138,6 +143,7 @@ func FromCache(term uint64, s cache.Stats) CacheStats {
 		HeadHits: s.HeadHits, HeadMisses: s.HeadMisses,
 		CASHits: s.CASFastFails, CASMisses: s.CASWriteThroughs,
 		MultiHits: s.MultiFastFails, MultiMisses: s.MultiWriteThroughs,
+		ScanHits: s.ScanHits, ScanMisses: s.ScanMisses,
 		Evictions: s.Evictions, Drops: s.Drops,
 		Shards: s.Shards, Bytes: s.Bytes,
 	}

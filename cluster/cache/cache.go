@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/hacommit/committer/backend"
@@ -15,6 +16,12 @@ type Config struct {
 	MaxEntries int
 	// MaxBytes bounds the sum of cached shard names and payloads.
 	MaxBytes int
+	// TailVersions bounds the recent versions kept per shard to answer
+	// scans from (0: DefaultTailVersions; negative: no tails).
+	TailVersions int
+	// TailBytes bounds the payload of one shard's tail (0:
+	// DefaultTailBytes); the head itself always stays.
+	TailBytes int
 	// UnsafeSkipGeneration lets an operation fill what it saw even after its
 	// shard was dropped, evicted or cleared while it was in flight: the
 	// per-shard generation no longer stops late fills, so an older version
@@ -29,8 +36,16 @@ type Config struct {
 const (
 	DefaultMaxEntries = 100_000
 	DefaultMaxBytes   = 256 << 20
+	// A persist reader catching up scans from a seqno a few versions
+	// behind the head; a tail of 32 versions up to 256 KiB answers that
+	// without the database for the small states persist keeps.
+	DefaultTailVersions = 32
+	DefaultTailBytes    = 256 << 10
 	// entryOverhead approximates the bookkeeping cost of one entry.
 	entryOverhead = 96
+	// tailOverhead approximates the cost of one tail version beyond its
+	// payload.
+	tailOverhead = 32
 	// anySize: the payload limit is the server's and the storage's to
 	// enforce; the cache validates only what its fast path relies on.
 	anySize = math.MaxInt
@@ -63,6 +78,8 @@ type Cache struct {
 	inner      backend.Consensus
 	maxEntries int
 	maxBytes   int
+	tailLen    int // 0: no tails
+	tailBytes  int
 	// skipGen is Config.UnsafeSkipGeneration, the canary's switch.
 	skipGen bool
 
@@ -79,9 +96,18 @@ type Cache struct {
 type entry struct {
 	shard string
 	v     backend.VersionedData
+	// tail is empty, or the shard's latest versions in ascending,
+	// contiguous seqnos, ending with v: every version from tail[0] on.
+	tail []backend.VersionedData
 }
 
-func (e *entry) size() int { return entrySize(e.shard, e.v) }
+func (e *entry) size() int {
+	n := entrySize(e.shard, e.v)
+	for i := 0; i+1 < len(e.tail); i++ {
+		n += len(e.tail[i].Data) + tailOverhead
+	}
+	return n
+}
 
 func entrySize(shard string, v backend.VersionedData) int {
 	return len(shard) + len(v.Data) + entryOverhead
@@ -111,10 +137,21 @@ func New(inner backend.Consensus, cfg Config) *Cache {
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = DefaultMaxBytes
 	}
+	switch {
+	case cfg.TailVersions == 0:
+		cfg.TailVersions = DefaultTailVersions
+	case cfg.TailVersions < 0:
+		cfg.TailVersions = 0
+	}
+	if cfg.TailBytes <= 0 {
+		cfg.TailBytes = DefaultTailBytes
+	}
 	return &Cache{
 		inner:      inner,
 		maxEntries: cfg.MaxEntries,
 		maxBytes:   cfg.MaxBytes,
+		tailLen:    cfg.TailVersions,
+		tailBytes:  cfg.TailBytes,
 		skipGen:    cfg.UnsafeSkipGeneration,
 		lru:        list.New(),
 		entries:    map[string]*list.Element{},
@@ -126,8 +163,8 @@ func New(inner backend.Consensus, cfg Config) *Cache {
 // life of a Cache.
 type Stats struct {
 	// Hits and Misses total every decision below: Hits = HeadHits +
-	// CASFastFails + MultiFastFails, Misses = HeadMisses + CASWriteThroughs +
-	// MultiWriteThroughs.
+	// CASFastFails + MultiFastFails + ScanHits, Misses = HeadMisses +
+	// CASWriteThroughs + MultiWriteThroughs + ScanMisses.
 	Hits, Misses uint64
 	// HeadHits and HeadMisses count Head calls answered from the cache and
 	// read through to the store.
@@ -140,6 +177,9 @@ type Stats struct {
 	// Prefetched counts the shards Prefetch read (not counted as misses).
 	MultiFastFails, MultiWriteThroughs uint64
 	Prefetched                         uint64
+	// ScanHits counts scans answered from a shard's tail or head;
+	// ScanMisses those read through.
+	ScanHits, ScanMisses uint64
 	// Evictions counts entries removed to respect MaxEntries or MaxBytes.
 	Evictions uint64
 	// Drops counts entries removed because the cache could no longer vouch
@@ -155,8 +195,8 @@ func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.stats
-	s.Hits = s.HeadHits + s.CASFastFails + s.MultiFastFails
-	s.Misses = s.HeadMisses + s.CASWriteThroughs + s.MultiWriteThroughs
+	s.Hits = s.HeadHits + s.CASFastFails + s.MultiFastFails + s.ScanHits
+	s.Misses = s.HeadMisses + s.CASWriteThroughs + s.MultiWriteThroughs + s.ScanMisses
 	s.Shards = len(c.entries)
 	s.Bytes = c.bytes
 	return s
@@ -282,6 +322,12 @@ func (c *Cache) removeLocked(el *list.Element) {
 // sawLocked records that t's operation saw v as the shard's head (exact) or
 // proved the head is at least v.SeqNo (not exact, v.Data unknown).
 func (c *Cache) sawLocked(t ticket, v backend.VersionedData, exact bool) {
+	c.sawTailLocked(t, v, exact, nil)
+}
+
+// sawTailLocked is sawLocked with the versions up to v the operation also
+// saw, ascending and contiguous, ending with v (a scan's result), or nil.
+func (c *Cache) sawTailLocked(t ticket, v backend.VersionedData, exact bool, seen []backend.VersionedData) {
 	e, ok := c.cachedLocked(t.shard)
 	if ok && e.v.SeqNo >= v.SeqNo {
 		return // monotonic: never replace with an older version
@@ -291,12 +337,24 @@ func (c *Cache) sawLocked(t ticket, v backend.VersionedData, exact bool) {
 		c.dropLocked(t.shard)
 		return
 	}
+	var tail []backend.VersionedData
+	switch {
+	case c.tailLen == 0:
+	case ok && len(e.tail) > 0 && e.v.SeqNo+1 == v.SeqNo:
+		// The next version: the tail goes on.
+		tail = append(e.tail, v)
+	case len(seen) > 0:
+		tail = slices.Clone(seen)
+	default:
+		tail = []backend.VersionedData{v}
+	}
+	tail = c.trimTail(tail)
 	if ok {
 		c.bytes -= e.size()
-		e.v = v
+		e.v, e.tail = v, tail
 		c.bytes += e.size()
 	} else {
-		e = &entry{shard: t.shard, v: v}
+		e = &entry{shard: t.shard, v: v, tail: tail}
 		c.entries[t.shard] = c.lru.PushFront(e)
 		c.bytes += e.size()
 	}
@@ -311,6 +369,28 @@ func (c *Cache) sawLocked(t ticket, v backend.VersionedData, exact bool) {
 			f.gen++
 		}
 	}
+}
+
+// trimTail keeps the newest versions of tail within the tail bounds; the
+// last one (the head) always stays.
+func (c *Cache) trimTail(tail []backend.VersionedData) []backend.VersionedData {
+	if len(tail) == 0 {
+		return nil
+	}
+	start := max(0, len(tail)-c.tailLen)
+	bytes := 0
+	for i := len(tail) - 2; i >= start; i-- {
+		bytes += len(tail[i].Data)
+		if bytes > c.tailBytes {
+			start = i + 1
+			break
+		}
+	}
+	if start == 0 {
+		return tail
+	}
+	// A fresh array: the old one may still be shared with a scan's answer.
+	return slices.Clone(tail[start:])
 }
 
 // mismatchedLocked records that the store refused a CaS of seqno: the head
@@ -459,6 +539,12 @@ func (c *Cache) Scan(ctx context.Context, shard string, from, limit uint64) ([]b
 		return nil, err
 	}
 	c.mu.Lock()
+	if vs, ok := c.scanCachedLocked(shard, from, limit); ok {
+		c.stats.ScanHits++
+		c.mu.Unlock()
+		return vs, nil
+	}
+	c.stats.ScanMisses++
 	t := c.beginLocked(shard)
 	c.mu.Unlock()
 
@@ -468,10 +554,71 @@ func (c *Cache) Scan(ctx context.Context, shard string, from, limit uint64) ([]b
 	defer c.mu.Unlock()
 	defer c.endLocked(t)
 	if err == nil && len(vs) > 0 {
+		// A scan that stopped before its limit read every version from
+		// from on: the last is the head, and all of them are a tail.
 		exact := uint64(len(vs)) < uint64(backend.ClampLimit(limit))
-		c.sawLocked(t, vs[len(vs)-1], exact)
+		var seen []backend.VersionedData
+		if exact && contiguous(vs) {
+			seen = vs
+		}
+		c.sawTailLocked(t, vs[len(vs)-1], exact, seen)
 	}
 	return vs, err
+}
+
+// scanCachedLocked answers a scan from the shard's entry when that is
+// exact: no operation on the shard is in flight (one might have changed the
+// store already, and a read elsewhere seen it), and either from is above
+// the head (nothing to return) or the tail starts at or below from. A
+// truncate trims the tail when it returns, so a tail never holds a version
+// a returned truncate deleted.
+func (c *Cache) scanCachedLocked(shard string, from, limit uint64) ([]backend.VersionedData, bool) {
+	el, ok := c.entries[shard]
+	if !ok || c.flights[shard] != nil {
+		return nil, false
+	}
+	e := el.Value.(*entry)
+	switch {
+	case from > e.v.SeqNo:
+		c.lru.MoveToFront(el)
+		return []backend.VersionedData{}, true
+	case len(e.tail) == 0 || e.tail[0].SeqNo > from:
+		return nil, false
+	}
+	c.lru.MoveToFront(el)
+	rest := e.tail[from-e.tail[0].SeqNo:]
+	n := min(uint64(len(rest)), uint64(backend.ClampLimit(limit)))
+	return slices.Clone(rest[:n]), true
+}
+
+// trimBelowLocked drops the tail's versions below seqno, which a truncate
+// deleted (it never deletes the head).
+func (c *Cache) trimBelowLocked(shard string, seqno uint64) {
+	el, ok := c.entries[shard]
+	if !ok {
+		return
+	}
+	e := el.Value.(*entry)
+	i := 0
+	for i < len(e.tail) && e.tail[i].SeqNo < seqno {
+		i++
+	}
+	if i == 0 {
+		return
+	}
+	c.bytes -= e.size()
+	e.tail = slices.Clone(e.tail[i:])
+	c.bytes += e.size()
+}
+
+// contiguous reports whether vs's seqnos follow one another.
+func contiguous(vs []backend.VersionedData) bool {
+	for i := 1; i < len(vs); i++ {
+		if vs[i].SeqNo != vs[i-1].SeqNo+1 {
+			return false
+		}
+	}
+	return true
 }
 
 // Truncate writes through. It never removes a shard's head, so it cannot make
@@ -491,6 +638,7 @@ func (c *Cache) Truncate(ctx context.Context, shard string, seqno uint64) (uint6
 	defer c.mu.Unlock()
 	defer c.endLocked(t)
 	if err == nil {
+		c.trimBelowLocked(shard, seqno)
 		c.sawLocked(t, backend.VersionedData{SeqNo: seqno}, false)
 	}
 	return deleted, err

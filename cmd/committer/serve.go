@@ -104,6 +104,8 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 	_ = fs.MarkHidden("unsafe-determinate-forward-errors")
 	fs.StringArrayVar(&cfg.FaultDelays, "fault-delay", nil, "hold the replica at a named point for a while, as POINT=DURATION (repeatable; points: "+strings.Join(faultDelayPoints(), ", ")+"); widens a timing window for the correctness harness without changing what the replica decides")
 	_ = fs.MarkHidden("fault-delay")
+	fs.IntVar(&r.Cache.TailVersions, "cache-tail-versions", cache.DefaultTailVersions, "recent versions the leader keeps per cached shard to answer scans from (a negative value: none)")
+	fs.IntVar(&r.Cache.TailBytes, "cache-tail-bytes", cache.DefaultTailBytes, "payload bytes of one shard's kept versions, beyond its head")
 	fs.IntVar(&r.HotShards, "hot-shards", cluster.DefaultHotShards, "how many recently used shards the leader records for the next leader to prefetch (at most 4096)")
 	fs.DurationVar(&r.HotShardInterval, "hot-shard-interval", cluster.DefaultHotShardInterval, "how often the leader records its hot shards (a negative value: never)")
 	fs.IntVar(&r.Coalesce.MaxOps, "batch-max-ops", coalesce.DefaultMaxOps, "most operations the leader sends to the backend in one write transaction")
