@@ -66,7 +66,7 @@ func (d *Dialer) Dial(addr string) (cluster.PeerClient, error) {
 	if c, ok := d.conns[addr]; ok {
 		return c, nil
 	}
-	cc, err := grpc.NewClient(addr, append(wire.DialOptions(), d.dialOpts...)...)
+	cc, err := grpc.NewClient(addr, append(wire.PeerDialOptions(), d.dialOpts...)...)
 	if err != nil {
 		return nil, err
 	}

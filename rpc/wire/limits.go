@@ -24,9 +24,17 @@ const (
 	keepaliveTime    = 20 * time.Second
 	keepaliveTimeout = 10 * time.Second
 	// keepaliveMinTime is the most frequent client ping a server accepts; it
-	// must stay below keepaliveTime or servers would close healthy clients
-	// for pinging too often (gRPC's default minimum is 5 minutes).
-	keepaliveMinTime = 10 * time.Second
+	// must stay below every client's keepalive time (peerKeepaliveTime
+	// included) or servers would close healthy clients for pinging too
+	// often (gRPC's default minimum is 5 minutes).
+	keepaliveMinTime = time.Second
+	// Replica-to-replica connections carry forwarded calls whose clients
+	// wait on them: after heavy packet loss a connection can sit in TCP's
+	// retransmission backoff for tens of seconds while every forwarded
+	// call on it times out, so peers probe each other much more often and
+	// replace a connection that does not answer within a few seconds.
+	peerKeepaliveTime    = 2 * time.Second
+	peerKeepaliveTimeout = 2 * time.Second
 )
 
 // ServerOptions lifts gRPC's message limits on a server to MaxMessageBytes
@@ -45,6 +53,17 @@ func ServerOptions() []grpc.ServerOption {
 // delivery for TrackDelivery. Every connection that carries consensus calls
 // should be built with them.
 func DialOptions() []grpc.DialOption {
+	return dialOptions(keepaliveTime, keepaliveTimeout)
+}
+
+// PeerDialOptions are DialOptions for a replica's connections to other
+// replicas: a connection that stops answering is replaced within
+// peerKeepaliveTime+peerKeepaliveTimeout.
+func PeerDialOptions() []grpc.DialOption {
+	return dialOptions(peerKeepaliveTime, peerKeepaliveTimeout)
+}
+
+func dialOptions(keepaliveTime, keepaliveTimeout time.Duration) []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithStatsHandler(deliveryTracker{}),
 		grpc.WithDefaultCallOptions(
