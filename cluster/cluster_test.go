@@ -125,6 +125,16 @@ func (tc *testCluster) leader() *node {
 	return nil
 }
 
+// makeLeader hands leadership to nd unless it already leads.
+func (tc *testCluster) makeLeader(ctx context.Context, nd *node) {
+	tc.t.Helper()
+	if l := tc.leader(); l != nd {
+		if _, _, err := l.replica.TransferLeadership(ctx, nd.id); err != nil {
+			tc.t.Fatalf("transfer to %s: %v", nd.id, err)
+		}
+	}
+}
+
 func (tc *testCluster) follower() *node {
 	l := tc.leader()
 	for _, nd := range tc.nodes {

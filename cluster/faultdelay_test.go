@@ -38,11 +38,7 @@ func TestALeaderSlowToNoticeItsDepositionServesNothingStale(t *testing.T) {
 	old := tc.nodes[0]
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if l := tc.leader(); l != old {
-		if _, _, err := l.replica.TransferLeadership(ctx, old.id); err != nil {
-			t.Fatalf("transfer to %s: %v", old.id, err)
-		}
-	}
+	tc.makeLeader(ctx, old)
 	for !old.replica.Ready() || len(old.replica.FSMState().Members) != 3 {
 		if ctx.Err() != nil {
 			t.Fatalf("%s never became the ready leader with every member registered", old.id)

@@ -184,11 +184,7 @@ func TestReadConfirmationIgnoresAcksFromBeforeTheRead(t *testing.T) {
 	old := tc.nodes[0]
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if l := tc.leader(); l != old {
-		if _, _, err := l.replica.TransferLeadership(ctx, old.id); err != nil {
-			t.Fatalf("transfer to %s: %v", old.id, err)
-		}
-	}
+	tc.makeLeader(ctx, old)
 	if l := tc.leader(); l != old {
 		t.Fatalf("leader %s, want %s", l.id, old.id)
 	}
