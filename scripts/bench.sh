@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$pgbin/initdb" ] || { echo "bench.sh: PostgreSQL binaries not found under /usr/lib/postgresql" >&2; exit 1; }
 dir=${BENCH_DIR:-$(mktemp -d /tmp/committer-bench.XXXXXX)}
+mkdir -p "$dir"
 chmod 755 "$dir"
 port=${BENCH_PG_PORT:-55432}
 go build -o "$dir/committer" ./cmd/committer

@@ -16,7 +16,7 @@ import (
 const (
 	DefaultMaxOps      = 256
 	DefaultMaxBytes    = 32 << 20
-	DefaultMaxInFlight = 2
+	DefaultMaxInFlight = 1
 )
 
 // Config bounds batches. Zero values pick the defaults.
@@ -27,9 +27,10 @@ type Config struct {
 	// MaxBytes bounds the payload bytes of one batch; a member larger than
 	// it goes alone.
 	MaxBytes int
-	// MaxInFlight bounds the batches on the backend at once. With one, the
-	// next batch fills for exactly one round trip; more keep the backend's
-	// connections busy while a batch commits.
+	// MaxInFlight bounds the batches on the backend at once. With one (the
+	// default) the next batch fills for exactly one round trip; more keep
+	// more of the backend's connections busy, at the price of smaller
+	// batches (on a CPU-bound database, measured slower: docs/benchmarks.md).
 	MaxInFlight int
 	// MaxDataBytes is the payload limit members are validated against
 	// before they join a batch, so an invalid one fails alone (0: the
