@@ -2,6 +2,7 @@ package proctest_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
@@ -143,9 +144,8 @@ func firstRaftEvent(b *testing.B, rs []*proctest.Replica, event string, t0 time.
 			if !strings.Contains(line, event) {
 				continue
 			}
-			stamp, _, _ := strings.Cut(line, " ")
-			at, err := time.Parse("2006-01-02T15:04:05.000Z0700", stamp)
-			// hclog stamps to the millisecond: allow for the truncation.
+			at, err := logLineTime(line)
+			// Text logs stamp to the millisecond: allow for the truncation.
 			if err == nil && at.After(t0.Add(-time.Millisecond)) && (first.IsZero() || at.Before(first)) {
 				first = at
 			}
@@ -153,4 +153,18 @@ func firstRaftEvent(b *testing.B, rs []*proctest.Replica, event string, t0 time.
 		f.Close()
 	}
 	return first
+}
+
+// logLineTime reads the time of one replica log line, JSON
+// ({"time":"..."}) or text (time=...).
+func logLineTime(line string) (time.Time, error) {
+	var rec struct {
+		Time time.Time `json:"time"`
+	}
+	if strings.HasPrefix(line, "{") {
+		err := json.Unmarshal([]byte(line), &rec)
+		return rec.Time, err
+	}
+	stamp, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+	return time.Parse(time.RFC3339Nano, stamp)
 }
