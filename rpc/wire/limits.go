@@ -27,13 +27,14 @@ const (
 	// must stay below every client's keepalive time (peerKeepaliveTime
 	// included) or servers would close healthy clients for pinging too
 	// often (gRPC's default minimum is 5 minutes).
-	keepaliveMinTime = time.Second
+	keepaliveMinTime = 5 * time.Second
 	// Replica-to-replica connections carry forwarded calls whose clients
 	// wait on them: after heavy packet loss a connection can sit in TCP's
 	// retransmission backoff for tens of seconds while every forwarded
-	// call on it times out, so peers probe each other much more often and
-	// replace a connection that does not answer within a few seconds.
-	peerKeepaliveTime    = 2 * time.Second
+	// call on it times out, so peers probe each other as often as gRPC
+	// allows (it raises any client keepalive time below 10s to 10s) and
+	// replace a connection whose probe is not answered within 2s.
+	peerKeepaliveTime    = 10 * time.Second
 	peerKeepaliveTimeout = 2 * time.Second
 )
 
