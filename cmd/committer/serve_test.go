@@ -224,6 +224,8 @@ func TestEnvironmentAndFlagErrors(t *testing.T) {
 			`--scenarios: unknown scenario "scan-everything" (known: cas, cas-contended, head)`},
 		{"bench: no target", nil, []string{"bench", "--memory=false"}, "no target: give --cluster, --postgres or --memory"},
 		{"bench: positive workers", nil, []string{"bench", "--workers", "0"}, "--workers, --shards, --rounds and --duration must be positive"},
+		{"gc percent not negative", nil, []string{"serve", "--backend", "bolt:///x", "--gc-percent", "-1"},
+			"--gc-percent must not be negative, got -1"},
 		{"positive data limit", nil, []string{"serve", "--backend", "bolt:///x", "--max-data-bytes", "0"},
 			"--max-data-bytes must be positive, got 0"},
 		{"bolt cannot back a multi-replica cluster", nil, []string{"serve", "--backend", "bolt:///x", "--bootstrap-expect", "3", "--peers", "a=127.0.0.1:1,b=127.0.0.1:2,c=127.0.0.1:3"},
