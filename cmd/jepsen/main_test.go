@@ -442,7 +442,7 @@ func TestCampaignRunJudgesTheChildAndForwardsProgress(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
 	want := []string{
 		"campaign: canary canary-stale-reads-seed1005: jepsen run --nodes 3 --nemesis pause-leader --seed 1005 --out " + filepath.Join(dir, pr.Name) +
-			" --committer-bin /bin/committer --isolation read-committed --progress-interval 5s --serve-arg=--read-consistency=leader --time 40s",
+			" --committer-bin /bin/committer --isolation read-committed --progress-interval 5s --serve-arg=--read-consistency=leader --serve-arg=--fault-delay=leadership-lost=500ms --time 40s",
 		"campaign: canary-stale-reads-seed1005: progress 5s: 100 ops/s over 5.0s (500 ok, 0 fail, 0 info); faults: pause-leader on n1 for 1.0s",
 		"campaign: canary-stale-reads-seed1005: progress 10s: 90 ops/s over 5.0s (450 ok, 0 fail, 0 info); faults: none",
 	}
