@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"slices"
 	"time"
 
@@ -9,7 +8,7 @@ import (
 )
 
 // Defaults for recording the hot shards a new leader prefetches
-// (docs/architecture.md §5.4): every ten seconds at most one Raft entry of
+// (docs/architecture.md §5.4, step 5): every ten seconds at most one Raft entry of
 // at most 1024 names, so the log grows by a few KiB a minute at most.
 const (
 	DefaultHotShardInterval = 10 * time.Second
@@ -80,9 +79,4 @@ func (r *Replica) reportWarmup(lt *leaderTerm) {
 		r.log.Info("cache warm-up", "term", lt.term, "window", window, "head_hit_ratio", ratio,
 			"heads", hits+misses, "prefetched", start.Prefetched)
 	}
-}
-
-// warmupContext bounds the prefetch of a new term.
-func warmupContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, 2*time.Second)
 }

@@ -441,7 +441,7 @@ func (r *Replica) establish(term uint64) error {
 		lt.store = c
 	}
 	// Prefetch is best effort: a failure only costs cache misses later.
-	pctx, pcancel := warmupContext(ctx)
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
 	if err := c.Prefetch(pctx, r.fsm.State().HotShards); err != nil {
 		r.log.Debug("prefetch of hot shards stopped", "err", err)
 	}

@@ -389,7 +389,7 @@ func (c *Cache) trimTail(tail []backend.VersionedData) []backend.VersionedData {
 	if start == 0 {
 		return tail
 	}
-	// A fresh array: the old one may still be shared with a scan's answer.
+	// A fresh array, so that the versions trimmed off can be collected.
 	return slices.Clone(tail[start:])
 }
 

@@ -2,7 +2,6 @@ package coalesce
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -273,26 +272,14 @@ func (c *Coalescer) send(batch []*member) {
 	i := 0
 	for _, m := range batch {
 		if err != nil {
-			m.err = batchError(err, len(batch))
+			// Every member gets the batch's error, determinacy and all.
+			m.err = err
 		} else {
 			m.committed = committed[i : i+len(m.ops) : i+len(m.ops)]
 		}
 		i += len(m.ops)
 		close(m.done)
 	}
-}
-
-// batchError is the error a member of a failed batch gets: the batch's, with
-// its determinacy (errors.Is and IsDeterminate see through the wrap).
-func batchError(err error, members int) error {
-	if members == 1 {
-		return err
-	}
-	var be *backend.Error
-	if errors.As(err, &be) {
-		return err
-	}
-	return backend.NewIndeterminate(err)
 }
 
 // batchContext bounds a batch by the latest deadline among its members (a
