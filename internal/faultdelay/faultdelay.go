@@ -43,7 +43,7 @@ func Parse(specs []string) (Delays, error) {
 		case !ok:
 			return nil, fmt.Errorf("fault delay %q: want POINT=DURATION", spec)
 		case !slices.Contains(Points(), p):
-			return nil, fmt.Errorf("fault delay %q: unknown point %q (known: %s)", spec, name, joinPoints())
+			return nil, fmt.Errorf("fault delay %q: unknown point %q (known: %s)", spec, name, strings.Join(Names(), ", "))
 		}
 		dur, err := time.ParseDuration(value)
 		if err != nil {
@@ -99,10 +99,11 @@ func (d Delays) String() string {
 	return strings.Join(out, ",")
 }
 
-func joinPoints() string {
+// Names lists the points' names, for help texts and errors.
+func Names() []string {
 	var names []string
 	for _, p := range Points() {
 		names = append(names, string(p))
 	}
-	return strings.Join(names, ", ")
+	return names
 }
