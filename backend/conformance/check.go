@@ -39,7 +39,8 @@ func describeBytes(b []byte) string {
 	return fmt.Sprintf("%q...(%d bytes)", b[:show], len(b))
 }
 
-func describeAll(vs []backend.VersionedData) string {
+// DescribeAll renders versions for failure messages.
+func DescribeAll(vs []backend.VersionedData) string {
 	parts := make([]string, len(vs))
 	for i := range vs {
 		parts[i] = describe(&vs[i])
@@ -56,7 +57,9 @@ func sameVersion(a, b *backend.VersionedData) bool {
 	return a.SeqNo == b.SeqNo && bytes.Equal(a.Data, b.Data)
 }
 
-func sameVersions(a, b []backend.VersionedData) bool {
+// SameVersions reports whether a and b hold the same versions in order,
+// by sameVersion's rule.
+func SameVersions(a, b []backend.VersionedData) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -102,8 +105,8 @@ func wantScan(t *testing.T, ctx context.Context, s backend.Consensus, shard stri
 		t.Errorf("scan(%q, %d, %d): %v", shard, from, limit, err)
 		return
 	}
-	if !sameVersions(got, want) {
-		t.Errorf("scan(%q, %d, %d) = %s, want %s", shard, from, limit, describeAll(got), describeAll(want))
+	if !SameVersions(got, want) {
+		t.Errorf("scan(%q, %d, %d) = %s, want %s", shard, from, limit, DescribeAll(got), DescribeAll(want))
 	}
 }
 
@@ -217,8 +220,8 @@ func wantSameSnapshot(t *testing.T, what string, before, after snapshot, shards 
 		if !sameVersion(before.heads[shard], after.heads[shard]) {
 			t.Errorf("%s: head(%q) changed from %s to %s", what, shard, describe(before.heads[shard]), describe(after.heads[shard]))
 		}
-		if !sameVersions(before.scans[shard], after.scans[shard]) {
-			t.Errorf("%s: scan(%q) changed from %s to %s", what, shard, describeAll(before.scans[shard]), describeAll(after.scans[shard]))
+		if !SameVersions(before.scans[shard], after.scans[shard]) {
+			t.Errorf("%s: scan(%q) changed from %s to %s", what, shard, DescribeAll(before.scans[shard]), DescribeAll(after.scans[shard]))
 		}
 	}
 }

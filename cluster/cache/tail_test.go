@@ -5,14 +5,15 @@ import (
 	"testing"
 
 	"github.com/hacommit/committer/backend"
+	"github.com/hacommit/committer/backend/conformance"
 	"github.com/hacommit/committer/cluster/cache"
 )
 
 func (f *fixture) scan(shard string, from, limit uint64, want ...backend.VersionedData) {
 	f.t.Helper()
 	got, err := f.cache.Scan(f.ctx, shard, from, limit)
-	if err != nil || !sameVersions(got, want) {
-		f.t.Fatalf("scan(%q, %d, %d) = %s, %v; want %s", shard, from, limit, describeAll(got), err, describeAll(want))
+	if err != nil || !conformance.SameVersions(got, want) {
+		f.t.Fatalf("scan(%q, %d, %d) = %s, %v; want %s", shard, from, limit, conformance.DescribeAll(got), err, conformance.DescribeAll(want))
 	}
 }
 
@@ -126,27 +127,4 @@ func TestTailBytesAreBounded(t *testing.T) {
 	off.cas("a", vd(0, "a0"), true)
 	off.scan("a", 0, 10, vd(0, "a0"))
 	off.calls(opScan, 1)
-}
-
-func sameVersions(a, b []backend.VersionedData) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !sameVersion(&a[i], &b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func describeAll(vs []backend.VersionedData) string {
-	s := "["
-	for i := range vs {
-		if i > 0 {
-			s += " "
-		}
-		s += describe(&vs[i])
-	}
-	return s + "]"
 }
