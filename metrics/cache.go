@@ -22,6 +22,7 @@ type CacheStats struct {
 	CASHits, CASMisses     uint64 // CompareAndSet calls
 	MultiHits, MultiMisses uint64 // CompareAndSetMulti elements
 	ScanHits, ScanMisses   uint64
+	ListHits, ListMisses   uint64 // ListKeys calls
 	Evictions, Drops       uint64
 
 	Shards int
@@ -29,11 +30,11 @@ type CacheStats struct {
 }
 
 type cacheCounters struct {
-	headHits, headMisses, casHits, casMisses, multiHits, multiMisses, scanHits, scanMisses, evictions, drops uint64
+	headHits, headMisses, casHits, casMisses, multiHits, multiMisses, scanHits, scanMisses, listHits, listMisses, evictions, drops uint64
 }
 
 func countersOf(s CacheStats) cacheCounters {
-	return cacheCounters{s.HeadHits, s.HeadMisses, s.CASHits, s.CASMisses, s.MultiHits, s.MultiMisses, s.ScanHits, s.ScanMisses, s.Evictions, s.Drops}
+	return cacheCounters{s.HeadHits, s.HeadMisses, s.CASHits, s.CASMisses, s.MultiHits, s.MultiMisses, s.ScanHits, s.ScanMisses, s.ListHits, s.ListMisses, s.Evictions, s.Drops}
 }
 
 func (a cacheCounters) plus(b cacheCounters) cacheCounters {
@@ -42,6 +43,7 @@ func (a cacheCounters) plus(b cacheCounters) cacheCounters {
 		a.casHits + b.casHits, a.casMisses + b.casMisses,
 		a.multiHits + b.multiHits, a.multiMisses + b.multiMisses,
 		a.scanHits + b.scanHits, a.scanMisses + b.scanMisses,
+		a.listHits + b.listHits, a.listMisses + b.listMisses,
 		a.evictions + b.evictions, a.drops + b.drops,
 	}
 }
@@ -52,6 +54,7 @@ func (a cacheCounters) below(b cacheCounters) bool {
 		a.casHits < b.casHits || a.casMisses < b.casMisses ||
 		a.multiHits < b.multiHits || a.multiMisses < b.multiMisses ||
 		a.scanHits < b.scanHits || a.scanMisses < b.scanMisses ||
+		a.listHits < b.listHits || a.listMisses < b.listMisses ||
 		a.evictions < b.evictions || a.drops < b.drops
 }
 
@@ -107,10 +110,12 @@ func (c *cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.hits, total.casHits, OpCompareAndSet)
 	counter(c.hits, total.multiHits, OpCompareAndSetMulti)
 	counter(c.hits, total.scanHits, OpScan)
+	counter(c.hits, total.listHits, OpListKeys)
 	counter(c.misses, total.headMisses, OpHead)
 	counter(c.misses, total.casMisses, OpCompareAndSet)
 	counter(c.misses, total.multiMisses, OpCompareAndSetMulti)
 	counter(c.misses, total.scanMisses, OpScan)
+	counter(c.misses, total.listMisses, OpListKeys)
 	counter(c.evictions, total.evictions)
 	counter(c.drops, total.drops)
 	ch <- prometheus.MustNewConstMetric(c.shards, prometheus.GaugeValue, float64(shards))
@@ -144,6 +149,7 @@ func FromCache(term uint64, s cache.Stats) CacheStats {
 		CASHits: s.CASFastFails, CASMisses: s.CASWriteThroughs,
 		MultiHits: s.MultiFastFails, MultiMisses: s.MultiWriteThroughs,
 		ScanHits: s.ScanHits, ScanMisses: s.ScanMisses,
+		ListHits: s.ListKeysHits, ListMisses: s.ListKeysMisses,
 		Evictions: s.Evictions, Drops: s.Drops,
 		Shards: s.Shards, Bytes: s.Bytes,
 	}

@@ -22,6 +22,10 @@ type Config struct {
 	// TailBytes bounds the payload of one shard's tail (0:
 	// DefaultTailBytes); the head itself always stays.
 	TailBytes int
+	// MaxKeys bounds the shard names kept to answer ListKeys from (0:
+	// DefaultMaxKeys; negative: ListKeys always reads through). Past it
+	// the cache stops keeping names and reads through.
+	MaxKeys int
 	// UnsafeSkipGeneration lets an operation fill what it saw even after its
 	// shard was dropped, evicted or cleared while it was in flight: the
 	// per-shard generation no longer stops late fills, so an older version
@@ -41,6 +45,9 @@ const (
 	// without the database for the small states persist keeps.
 	DefaultTailVersions = 32
 	DefaultTailBytes    = 256 << 10
+	// A million names of persist's 40-byte shard ids take ~100 MiB at
+	// worst; deployments have thousands.
+	DefaultMaxKeys = 1_000_000
 	// entryOverhead approximates the bookkeeping cost of one entry.
 	entryOverhead = 96
 	// tailOverhead approximates the cost of one tail version beyond its
@@ -90,6 +97,7 @@ type Cache struct {
 	// flights holds a record for every shard with an operation on the store
 	// in flight; it is empty when the cache is idle.
 	flights map[string]*flight
+	keys    keySet
 	stats   Stats // counters only; sizes are filled in by Stats()
 }
 
@@ -146,7 +154,11 @@ func New(inner backend.Consensus, cfg Config) *Cache {
 	if cfg.TailBytes <= 0 {
 		cfg.TailBytes = DefaultTailBytes
 	}
+	if cfg.MaxKeys == 0 {
+		cfg.MaxKeys = DefaultMaxKeys
+	}
 	return &Cache{
+		keys:       newKeySet(cfg.MaxKeys),
 		inner:      inner,
 		maxEntries: cfg.MaxEntries,
 		maxBytes:   cfg.MaxBytes,
@@ -163,8 +175,9 @@ func New(inner backend.Consensus, cfg Config) *Cache {
 // life of a Cache.
 type Stats struct {
 	// Hits and Misses total every decision below: Hits = HeadHits +
-	// CASFastFails + MultiFastFails + ScanHits, Misses = HeadMisses +
-	// CASWriteThroughs + MultiWriteThroughs + ScanMisses.
+	// CASFastFails + MultiFastFails + ScanHits + ListKeysHits, Misses =
+	// HeadMisses + CASWriteThroughs + MultiWriteThroughs + ScanMisses +
+	// ListKeysMisses.
 	Hits, Misses uint64
 	// HeadHits and HeadMisses count Head calls answered from the cache and
 	// read through to the store.
@@ -180,6 +193,9 @@ type Stats struct {
 	// ScanHits counts scans answered from a shard's tail or head;
 	// ScanMisses those read through.
 	ScanHits, ScanMisses uint64
+	// ListKeysHits counts ListKeys answered from the names the cache
+	// keeps; ListKeysMisses those read through.
+	ListKeysHits, ListKeysMisses uint64
 	// Evictions counts entries removed to respect MaxEntries or MaxBytes.
 	Evictions uint64
 	// Drops counts entries removed because the cache could no longer vouch
@@ -195,8 +211,8 @@ func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.stats
-	s.Hits = s.HeadHits + s.CASFastFails + s.MultiFastFails + s.ScanHits
-	s.Misses = s.HeadMisses + s.CASWriteThroughs + s.MultiWriteThroughs + s.ScanMisses
+	s.Hits = s.HeadHits + s.CASFastFails + s.MultiFastFails + s.ScanHits + s.ListKeysHits
+	s.Misses = s.HeadMisses + s.CASWriteThroughs + s.MultiWriteThroughs + s.ScanMisses + s.ListKeysMisses
 	s.Shards = len(c.entries)
 	s.Bytes = c.bytes
 	return s
@@ -328,6 +344,8 @@ func (c *Cache) sawLocked(t ticket, v backend.VersionedData, exact bool) {
 // sawTailLocked is sawLocked with the versions up to v the operation also
 // saw, ascending and contiguous, ending with v (a scan's result), or nil.
 func (c *Cache) sawTailLocked(t ticket, v backend.VersionedData, exact bool, seen []backend.VersionedData) {
+	// Whatever was seen, the shard has a version, and keeps one forever.
+	c.keys.exists(t.shard)
 	e, ok := c.cachedLocked(t.shard)
 	if ok && e.v.SeqNo >= v.SeqNo {
 		return // monotonic: never replace with an older version
@@ -411,12 +429,17 @@ func (c *Cache) casOutcomeLocked(t ticket, v backend.VersionedData, committed bo
 	switch {
 	case err != nil:
 		if !backend.IsDeterminate(err) {
-			// It may have committed: the cache no longer knows the head.
+			// It may have committed: the cache no longer knows the head,
+			// nor whether the shard exists.
 			c.dropLocked(t.shard)
+			c.keys.unsure(t.shard)
 		}
 	case committed:
 		c.sawLocked(t, v, true)
 	default:
+		if v.SeqNo == 0 {
+			c.keys.exists(t.shard) // "the shard is not empty"
+		}
 		c.mismatchedLocked(t, v.SeqNo)
 	}
 }
@@ -512,6 +535,7 @@ func (c *Cache) CompareAndSetMulti(ctx context.Context, ops []backend.CASOp) ([]
 			// A store that breaks the one-result-per-element contract
 			// taught nothing trustworthy; forget these shards.
 			c.dropLocked(t.shard)
+			c.keys.unsure(t.shard)
 		} else if err != nil {
 			c.casOutcomeLocked(t, rest[j].New, false, err)
 		} else {
@@ -644,7 +668,25 @@ func (c *Cache) Truncate(ctx context.Context, shard string, seqno uint64) (uint6
 	return deleted, err
 }
 
-// ListKeys reads through.
+// ListKeys answers from the shard names the cache keeps once it can prove
+// them complete (docs/architecture.md §3, ListKeys), and reads through
+// otherwise; a read-through makes them complete when nothing is unsure.
 func (c *Cache) ListKeys(ctx context.Context) ([]string, error) {
-	return c.inner.ListKeys(ctx)
+	c.mu.Lock()
+	if keys, ok := c.keys.list(c.flights); ok {
+		c.stats.ListKeysHits++
+		c.mu.Unlock()
+		return keys, nil
+	}
+	c.stats.ListKeysMisses++
+	c.mu.Unlock()
+
+	keys, err := c.inner.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.keys.listed(keys)
+	return keys, nil
 }

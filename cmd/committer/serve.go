@@ -111,6 +111,7 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 	_ = fs.MarkHidden("fault-delay")
 	fs.IntVar(&r.Cache.TailVersions, "cache-tail-versions", cache.DefaultTailVersions, "recent versions the leader keeps per cached shard to answer scans from (a negative value: none)")
 	fs.IntVar(&r.Cache.TailBytes, "cache-tail-bytes", cache.DefaultTailBytes, "payload bytes of one shard's kept versions, beyond its head")
+	fs.IntVar(&r.Cache.MaxKeys, "cache-max-keys", cache.DefaultMaxKeys, "shard names the leader keeps to answer list-keys without reading every row (a negative value: none)")
 	fs.IntVar(&r.HotShards, "hot-shards", cluster.DefaultHotShards, "how many recently used shards the leader records for the next leader to prefetch (at most 4096)")
 	fs.DurationVar(&r.HotShardInterval, "hot-shard-interval", cluster.DefaultHotShardInterval, "how often the leader records its hot shards (a negative value: never)")
 	fs.IntVar(&r.Coalesce.MaxOps, "batch-max-ops", coalesce.DefaultMaxOps, "most operations the leader sends to the backend in one write transaction")
