@@ -288,12 +288,14 @@ func cacheText(headHits, casHits, multiHits, headMisses, casMisses, multiMisses,
 mz_persist_committer_cache_hits_total{op="compare_and_set"} %d
 mz_persist_committer_cache_hits_total{op="compare_and_set_multi"} %d
 mz_persist_committer_cache_hits_total{op="head"} %d
+mz_persist_committer_cache_hits_total{op="list_keys"} 0
 mz_persist_committer_cache_hits_total{op="scan"} 0
 # HELP mz_persist_committer_cache_misses_total Calls (multi-CaS: elements) the leader's head cache sent on to storage, by operation.
 # TYPE mz_persist_committer_cache_misses_total counter
 mz_persist_committer_cache_misses_total{op="compare_and_set"} %d
 mz_persist_committer_cache_misses_total{op="compare_and_set_multi"} %d
 mz_persist_committer_cache_misses_total{op="head"} %d
+mz_persist_committer_cache_misses_total{op="list_keys"} 0
 mz_persist_committer_cache_misses_total{op="scan"} 0
 # HELP mz_persist_committer_cache_evictions_total Head cache entries evicted to respect its bounds.
 # TYPE mz_persist_committer_cache_evictions_total counter
