@@ -157,7 +157,7 @@ func (c *Client) pick(prev, hint string) (string, *grpc.ClientConn, error) {
 	if c.borrowed {
 		return c.preferred, c.conns[c.preferred], nil
 	}
-	if hint != "" && hint != prev {
+	if hint != "" && hint != prev && !c.cfg.ignoreHints {
 		if cc, err := c.dialLocked(hint); err == nil {
 			return hint, cc, nil
 		}
@@ -184,7 +184,7 @@ func (c *Client) remember(addr, hint string) {
 		return
 	}
 	next := addr
-	if hint != "" {
+	if hint != "" && !c.cfg.ignoreHints {
 		next = hint
 	}
 	c.mu.Lock()

@@ -215,8 +215,22 @@ func TestDefaultDeadline(t *testing.T) {
 }
 
 // TestFollowsLeaderHeader: a replica that names the leader in the
-// committer-leader header sends the client's next calls there.
+// committer-leader header sends the client's next calls there, unless the
+// client was told to ignore it.
 func TestFollowsLeaderHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		opts           []client.Option
+		headOnFollower int
+	}{
+		{"routed", nil, 0},
+		{"without leader routing", []client.Option{client.WithoutLeaderRouting()}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testLeaderHeader(t, tc.opts, tc.headOnFollower) })
+	}
+}
+
+func testLeaderHeader(t *testing.T, opts []client.Option, headOnFollower int) {
 	store := rpctest.OpenBolt(t, bolt.Options{Logger: quietLogger()})
 	leaderCalls := newCallCounter()
 	leader := rpctest.Serve(t, store, server.Config{Logger: quietLogger()}, leaderCalls.option())
@@ -228,7 +242,7 @@ func TestFollowsLeaderHeader(t *testing.T) {
 			}
 			return handler(ctx, req)
 		}))
-	c := rpctest.Dial(t, []string{follower.Addr})
+	c := rpctest.Dial(t, []string{follower.Addr}, opts...)
 	ctx := t.Context()
 
 	if committed, err := c.CompareAndSet(ctx, "s", vd(0, "x")); err != nil || !committed {
@@ -240,8 +254,8 @@ func TestFollowsLeaderHeader(t *testing.T) {
 	if f, l := followerCalls.count("CompareAndSet"), leaderCalls.count("CompareAndSet"); f != 1 || l != 0 {
 		t.Errorf("cas went to follower %d and leader %d times, want 1 and 0", f, l)
 	}
-	if f, l := followerCalls.count("Head"), leaderCalls.count("Head"); f != 0 || l != 1 {
-		t.Errorf("head went to follower %d and leader %d times, want 0 and 1", f, l)
+	if f, l := followerCalls.count("Head"), leaderCalls.count("Head"); f != headOnFollower || l != 1-headOnFollower {
+		t.Errorf("head went to follower %d and leader %d times, want %d and %d", f, l, headOnFollower, 1-headOnFollower)
 	}
 }
 

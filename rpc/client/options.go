@@ -29,6 +29,8 @@ type config struct {
 	maxBackoff     time.Duration
 	dialOptions    []grpc.DialOption
 	logger         *slog.Logger
+	// ignoreHints: never go to the leader a replica names.
+	ignoreHints bool
 }
 
 func defaultConfig() config {
@@ -43,6 +45,14 @@ func defaultConfig() config {
 
 // Option configures New.
 type Option func(*config)
+
+// WithoutLeaderRouting makes every call go to the endpoints as given, in
+// order, never to the leader a replica names in its answers. A replica that
+// does not lead then forwards each call; this measures that path and is
+// not meant for production use, which wants the one hop to the leader.
+func WithoutLeaderRouting() Option {
+	return func(c *config) { c.ignoreHints = true }
+}
 
 // WithCallTimeout sets the deadline given to calls whose context has none;
 // d <= 0 keeps DefaultCallTimeout.
