@@ -21,12 +21,12 @@ func TestMain(m *testing.M) { os.Exit(pgtest.RunMain(m, &srv)) }
 func TestScenariosOnMemory(t *testing.T) {
 	cfg := bench.Config{Workers: 4, Shards: 2, ValueBytes: 16, Duration: 200 * time.Millisecond, Rounds: 2}
 	segs, err := bench.Run(t.Context(), cfg, []bench.Target{{Name: "a", Store: bench.NewMemory()}, {Name: "b", Store: bench.NewMemory()}},
-		[]bench.Scenario{bench.CAS, bench.CASContended, bench.Head})
+		bench.Scenarios())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(segs) != 12 {
-		t.Fatalf("%d segments, want 3 scenarios x 2 rounds x 2 targets", len(segs))
+	if len(segs) != 20 {
+		t.Fatalf("%d segments, want 5 scenarios x 2 rounds x 2 targets", len(segs))
 	}
 	// Rounds rotate the order: a b, then b a.
 	if segs[0].Target != "a" || segs[1].Target != "b" || segs[2].Target != "b" || segs[3].Target != "a" {
@@ -36,14 +36,14 @@ func TestScenariosOnMemory(t *testing.T) {
 		switch {
 		case s.Ops == 0 || s.Errors != 0:
 			t.Errorf("%s on %s: %d ops, %d errors (%s)", s.Scenario, s.Target, s.Ops, s.Errors, s.FirstError)
-		case s.Scenario == bench.CAS && s.Mismatches != 0:
-			t.Errorf("cas on private shards had %d mismatches", s.Mismatches)
+		case (s.Scenario == bench.CAS || s.Scenario == bench.Mix) && s.Mismatches != 0:
+			t.Errorf("%s on private shards had %d mismatches", s.Scenario, s.Mismatches)
 		case int64(len(s.Latencies)) > s.Ops+s.Mismatches:
 			t.Errorf("%s: %d latencies for %d operations", s.Scenario, len(s.Latencies), s.Ops+s.Mismatches)
 		}
 	}
 	rows := bench.Summarize(segs, map[bench.Scenario]string{bench.CAS: "a"})
-	if len(rows) != 6 || rows[1].Target != "b" || rows[1].Baseline != "a" || rows[1].Ratio <= 0 || rows[0].Baseline != "" {
+	if len(rows) != 10 || rows[1].Target != "b" || rows[1].Baseline != "a" || rows[1].Ratio <= 0 || rows[0].Baseline != "" {
 		t.Fatalf("rows = %+v", rows)
 	}
 	var b strings.Builder
@@ -111,5 +111,57 @@ func TestDirectPostgres(t *testing.T) {
 	// own.
 	if got := after - before; got != 4 {
 		t.Fatalf("%d transaction ids taken, want 4", got)
+	}
+}
+
+// shortScans answers every scan one version short, as a store that lost
+// its newest write would.
+type shortScans struct{ backend.Consensus }
+
+func (s shortScans) Scan(ctx context.Context, shard string, from, limit uint64) ([]backend.VersionedData, error) {
+	vs, err := s.Consensus.Scan(ctx, shard, from, limit)
+	if len(vs) > 0 {
+		vs = vs[:len(vs)-1]
+	}
+	return vs, err
+}
+
+// The scan scenarios check what they read: a store that answers short is
+// counted as failing, with the reason.
+func TestScanScenariosCheckTheirResults(t *testing.T) {
+	cfg := bench.Config{Workers: 2, ValueBytes: 8, Duration: 100 * time.Millisecond, Rounds: 1}
+	segs, err := bench.Run(t.Context(), cfg, []bench.Target{{Name: "short", Store: shortScans{bench.NewMemory()}}},
+		[]bench.Scenario{bench.ScanTail, bench.Mix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range segs {
+		if s.Errors == 0 || !strings.Contains(s.FirstError, "versions, want") {
+			t.Errorf("%s on a store with short scans: %d errors, first %q; want scan errors", s.Scenario, s.Errors, s.FirstError)
+		}
+	}
+}
+
+// Every scenario runs against the database directly, as the benchmark
+// drives it.
+func TestScenariosOnDirectPostgres(t *testing.T) {
+	url := pgtest.Require(t, srv).CreateDatabase(t)
+	d, err := bench.OpenDirect(t.Context(), url, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cfg := bench.Config{Workers: 4, Shards: 2, ValueBytes: 16, Duration: 200 * time.Millisecond, Rounds: 1}
+	segs, err := bench.Run(t.Context(), cfg, []bench.Target{{Name: "postgres", Store: d, Transactions: d.Transactions}}, bench.Scenarios())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range segs {
+		if s.Ops == 0 || s.Errors != 0 {
+			t.Errorf("%s: %d ops, %d errors (%s)", s.Scenario, s.Ops, s.Errors, s.FirstError)
+		}
+		if s.Scenario == bench.ScanTail && s.Transactions != 0 {
+			t.Errorf("scan-tail took %d transaction ids, want 0 (reads only)", s.Transactions)
+		}
 	}
 }

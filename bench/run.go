@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -27,10 +28,25 @@ const (
 	CASContended Scenario = "cas-contended"
 	// Head: every worker reads the heads of its own shards.
 	Head Scenario = "head"
+	// ScanTail: every worker scans its own shard from a few versions
+	// behind the head, as a persist reader catching up does.
+	ScanTail Scenario = "scan-tail"
+	// Mix: every worker drives its own shard the way persist does, in a
+	// repeating cycle of ten calls: five CaS, three Head, a Scan from a
+	// few versions back and a Truncate of what lies below the last
+	// tailVersions.
+	Mix Scenario = "persist-mix"
 )
 
 // Scenarios lists them in report order.
-func Scenarios() []Scenario { return []Scenario{CAS, CASContended, Head} }
+func Scenarios() []Scenario { return []Scenario{CAS, CASContended, Head, ScanTail, Mix} }
+
+// tailVersions is how many versions a scan-tail shard holds, and how far
+// behind the head a scan may start.
+const tailVersions = 16
+
+// scanLimit bounds every scan of the scenarios.
+const scanLimit = 8
 
 // Target is a named store under load.
 type Target struct {
@@ -102,13 +118,8 @@ func runSegment(ctx context.Context, cfg Config, t Target, sc Scenario, round in
 	if sc == CASContended {
 		shardOf = func(w int) string { return fmt.Sprintf("%s/s%d", prefix, w%max(1, cfg.Shards)) }
 	}
-	if sc == Head {
-		// Every worker's shard gets one version to read.
-		for w := range cfg.Workers {
-			if _, err := t.Store.CompareAndSet(ctx, shardOf(w), backend.VersionedData{SeqNo: 0, Data: value}); err != nil {
-				return seg, fmt.Errorf("set up the shards: %w", err)
-			}
-		}
+	if err := prepare(ctx, t.Store, sc, cfg.Workers, shardOf, value); err != nil {
+		return seg, err
 	}
 	var before int64
 	if t.Transactions != nil {
@@ -132,6 +143,10 @@ func runSegment(ctx context.Context, cfg Config, t Target, sc Scenario, round in
 			defer wg.Done()
 			shard := shardOf(w)
 			next := uint64(0) // the seqno this worker writes next
+			if sc == ScanTail {
+				next = tailVersions
+			}
+			step := 0 // position in the persist-mix cycle
 			deadline, _ := runCtx.Deadline()
 			failed := func(err error) {
 				if runCtx.Err() != nil || time.Until(deadline) < endSlack {
@@ -183,6 +198,50 @@ func runSegment(ctx context.Context, cfg Config, t Target, sc Scenario, round in
 						continue
 					}
 					ops.Add(1)
+				case ScanTail:
+					from := next - 1 - uint64(step%tailVersions)
+					step++
+					vs, err := t.Store.Scan(runCtx, shard, from, scanLimit)
+					if err == nil {
+						err = checkScan(vs, from, next)
+					}
+					if err != nil {
+						failed(err)
+						continue
+					}
+					ops.Add(1)
+				case Mix:
+					var err error
+					committed := true
+					switch k := step % 10; {
+					case k < 5:
+						committed, err = t.Store.CompareAndSet(runCtx, shard, backend.VersionedData{SeqNo: next, Data: value})
+						if err == nil && committed {
+							next++
+						}
+					case k < 8:
+						_, err = t.Store.Head(runCtx, shard)
+					case k == 8:
+						from := next - min(next, 4)
+						var vs []backend.VersionedData
+						vs, err = t.Store.Scan(runCtx, shard, from, scanLimit)
+						if err == nil {
+							err = checkScan(vs, from, next)
+						}
+					default:
+						if next > tailVersions {
+							_, err = t.Store.Truncate(runCtx, shard, next-tailVersions)
+						}
+					}
+					step++
+					switch {
+					case err != nil:
+						failed(err)
+						continue
+					case !committed:
+						mismatches.Add(1) // its own shard: a lost answer's retry
+					}
+					ops.Add(1)
 				}
 				if runCtx.Err() == nil {
 					lat[w] = append(lat[w], time.Since(t0))
@@ -217,6 +276,51 @@ func runSegment(ctx context.Context, cfg Config, t Target, sc Scenario, round in
 		seg.Transactions = n - before - 1 // the first count took an id too
 	}
 	return seg, nil
+}
+
+// prepare gives every worker's shard what the scenario reads: one version
+// for head, tailVersions for scan-tail. The workers' shards are written in
+// parallel, untimed.
+func prepare(ctx context.Context, store backend.Consensus, sc Scenario, workers int, shardOf func(int) string, value []byte) error {
+	versions := map[Scenario]int{Head: 1, ScanTail: tailVersions}[sc]
+	if versions == 0 {
+		return nil
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range versions {
+				ok, err := store.CompareAndSet(ctx, shardOf(w), backend.VersionedData{SeqNo: uint64(n), Data: value})
+				if err == nil && !ok {
+					err = fmt.Errorf("cas of seqno %d on a fresh shard mismatched", n)
+				}
+				if err != nil {
+					errs[w] = fmt.Errorf("set up shard %s: %w", shardOf(w), err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// checkScan verifies a scan from from of a shard whose head is next-1: the
+// versions from on, contiguous, at most scanLimit of them.
+func checkScan(vs []backend.VersionedData, from, next uint64) error {
+	want := min(next-from, scanLimit)
+	if uint64(len(vs)) != want {
+		return fmt.Errorf("scan from %d returned %d versions, want %d", from, len(vs), want)
+	}
+	for i, v := range vs {
+		if v.SeqNo != from+uint64(i) {
+			return fmt.Errorf("scan from %d returned seqno %d at %d", from, v.SeqNo, i)
+		}
+	}
+	return nil
 }
 
 // progress prints one line a second until ctx ends.

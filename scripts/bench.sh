@@ -7,7 +7,11 @@
 #   scripts/bench.sh --scenarios cas --workers 1 --rounds 5
 #
 # Environment: BENCH_DIR (default: a fresh temp dir), BENCH_PG_PORT (55432),
-# BENCH_SERVE_ARGS (further flags for every `committer serve`).
+# BENCH_SERVE_ARGS (further flags for every `committer serve`),
+# BENCH_BACKEND_DELAY (e.g. 1ms: the replicas reach PostgreSQL through
+# `committer bench delay-proxy`, and the direct target through
+# `--backend-delay`, each adding that round-trip time), BENCH_VIA=1 (add the
+# `via` target: every call sent to a follower, which forwards it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,10 +40,21 @@ trap cleanup EXIT
 as_pg "$pgbin/createdb" -h 127.0.0.1 -p "$port" -U postgres bench
 url="postgres://postgres@127.0.0.1:$port/bench"
 
+bench_args=()
+replica_url=$url
+if [ -n "${BENCH_BACKEND_DELAY:-}" ]; then
+  "$dir/committer" bench delay-proxy --listen "127.0.0.1:$((port + 1))" --upstream "127.0.0.1:$port" \
+    --delay "$BENCH_BACKEND_DELAY" 2>"$dir/delay-proxy.log" &
+  pids+=($!)
+  replica_url="postgres://postgres@127.0.0.1:$((port + 1))/bench"
+  bench_args+=(--backend-delay "$BENCH_BACKEND_DELAY")
+  for _ in $(seq 50); do grep -q 'delay-proxy:' "$dir/delay-proxy.log" && break; sleep 0.1; done
+fi
+
 peers="r1=127.0.0.1:17101,r2=127.0.0.1:17102,r3=127.0.0.1:17103"
 for i in 1 2 3; do
   # shellcheck disable=SC2086
-  "$dir/committer" serve --id "r$i" --backend "$url" --data-dir "$dir/r$i" \
+  "$dir/committer" serve --id "r$i" --backend "$replica_url" --data-dir "$dir/r$i" \
     --grpc-addr "127.0.0.1:1700$i" --raft-addr "127.0.0.1:1710$i" --http-addr "127.0.0.1:1720$i" \
     --bootstrap-expect 3 --peers "$peers" --log-level warn ${BENCH_SERVE_ARGS:-} 2>"$dir/r$i.log" &
   pids+=($!)
@@ -52,4 +67,11 @@ for _ in $(seq 100); do
 done
 [ -n "${ready:-}" ] || { echo "bench.sh: the cluster never became ready; logs in $dir" >&2; exit 1; }
 echo "bench.sh: cluster ready; PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') on port $port with fsync on; output in $dir" >&2
-"$dir/committer" bench --cluster 127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003 --postgres "$url" "$@"
+if [ "${BENCH_VIA:-}" = 1 ]; then
+  for i in 1 2 3; do
+    if curl -fs "http://127.0.0.1:1720$i/metrics" | grep -q '^committer_raft_state{state="follower"} 1'; then
+      bench_args+=(--via "127.0.0.1:1700$i"); echo "bench.sh: via target: follower r$i" >&2; break
+    fi
+  done
+fi
+"$dir/committer" bench --cluster 127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003 --postgres "$url" "${bench_args[@]}" "$@"

@@ -6,19 +6,25 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hacommit/committer/bench"
+	"github.com/hacommit/committer/internal/delayproxy"
 	"github.com/hacommit/committer/rpc/client"
 	"github.com/hacommit/committer/rpc/server"
 )
 
 type benchFlags struct {
 	Cluster    string
+	Via        string
 	Postgres   string
 	Memory     bool
 	Scenarios  string
@@ -30,6 +36,9 @@ type benchFlags struct {
 	PGMaxConns int32
 	Progress   bool
 	JSON       bool
+	// BackendDelay puts the direct target's database that much further
+	// away (added round-trip time).
+	BackendDelay time.Duration
 }
 
 func newBenchCommand() *cobra.Command {
@@ -46,16 +55,22 @@ func newBenchCommand() *cobra.Command {
 			"in its own table) and --memory (an in-memory store behind the committer's\n" +
 			"gRPC server in this process). Point --postgres at the cluster's database to\n" +
 			"also count the database transactions per operation of both.\n\n" +
+			"--via ADDR adds a target that sends every call to that replica and never to\n" +
+			"the leader it names: give a follower to measure forwarding.\n\n" +
 			"Scenarios: cas (every worker on its own shard), cas-contended (the workers\n" +
-			"share --shards shards and re-read the head after losing), head.",
+			"share --shards shards and re-read the head after losing), head, scan-tail\n" +
+			"(scans from a few versions behind the head of 16), persist-mix (per worker a\n" +
+			"cycle of 5 CaS, 3 Head, a Scan and a Truncate on its own shard).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, f) },
 	}
+	cmd.AddCommand(newDelayProxyCommand())
 	fs := cmd.Flags()
 	fs.StringVar(&f.Cluster, "cluster", "", "gRPC addresses of the cluster's replicas (host:port,...)")
+	fs.StringVar(&f.Via, "via", "", "gRPC address of one replica that every call of the via target goes to")
 	fs.StringVar(&f.Postgres, "postgres", "", "PostgreSQL URL to drive directly")
 	fs.BoolVar(&f.Memory, "memory", true, "also run the in-memory gRPC target")
-	fs.StringVar(&f.Scenarios, "scenarios", "cas,cas-contended,head", "comma-separated scenarios")
+	fs.StringVar(&f.Scenarios, "scenarios", "cas,cas-contended,head,scan-tail,persist-mix", "comma-separated scenarios")
 	fs.IntVar(&f.Workers, "workers", 64, "closed-loop workers per target")
 	fs.IntVar(&f.Shards, "shards", 8, "shards the cas-contended workers share")
 	fs.IntVar(&f.ValueBytes, "value-bytes", 1024, "payload of every write")
@@ -64,7 +79,58 @@ func newBenchCommand() *cobra.Command {
 	fs.Int32Var(&f.PGMaxConns, "pg-max-conns", 64, "pool size of the direct PostgreSQL target")
 	fs.BoolVar(&f.Progress, "progress", true, "print a line per second while a target runs")
 	fs.BoolVar(&f.JSON, "json", false, "print the rows as JSON instead of a table")
+	fs.DurationVar(&f.BackendDelay, "backend-delay", 0, "round-trip time a delaying TCP proxy adds in front of the --postgres database (start the cluster's replicas behind `committer bench delay-proxy` with the same delay)")
 	return cmd
+}
+
+func newDelayProxyCommand() *cobra.Command {
+	var listen, upstream string
+	var delay time.Duration
+	cmd := &cobra.Command{
+		Use:   "delay-proxy",
+		Short: "Forward TCP connections to a server, adding a fixed round-trip time",
+		Long: "delay-proxy puts a server (a database) --delay further away, for benchmarks on\n" +
+			"machines without netem: every byte waits half the delay on the way there and\n" +
+			"half on the way back, without throttling the stream. It runs until interrupted.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if listen == "" || upstream == "" || delay < 0 {
+				return errors.New("--listen and --upstream are required and --delay must not be negative")
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			p, err := delayproxy.Start(ctx, listen, upstream, delay, nil)
+			if err != nil {
+				return fmt.Errorf("delay-proxy: %w", err)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "delay-proxy: %s -> %s, +%s round trip\n", p.Addr(), upstream, delay)
+			<-ctx.Done()
+			return p.Close()
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (host:port)")
+	cmd.Flags().StringVar(&upstream, "upstream", "", "address to forward to (host:port)")
+	cmd.Flags().DurationVar(&delay, "delay", time.Millisecond, "round-trip time to add")
+	return cmd
+}
+
+// delayedURL starts a delaying proxy in front of the host of a postgres://
+// URL and returns the URL through it.
+func delayedURL(ctx context.Context, raw string, delay time.Duration) (string, *delayproxy.Proxy, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return "", nil, fmt.Errorf("--backend-delay needs --postgres as a postgres://host:port/... URL")
+	}
+	upstream := u.Host
+	if u.Port() == "" {
+		upstream = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	p, err := delayproxy.Start(ctx, "127.0.0.1:0", upstream, delay, nil)
+	if err != nil {
+		return "", nil, fmt.Errorf("--backend-delay: %w", err)
+	}
+	u.Host = p.Addr()
+	return u.String(), p, nil
 }
 
 func runBench(cmd *cobra.Command, f benchFlags) error {
@@ -72,7 +138,7 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	var scenarios []bench.Scenario
 	for _, s := range splitList(f.Scenarios) {
 		if !slices.Contains(bench.Scenarios(), bench.Scenario(s)) {
-			return fmt.Errorf("--scenarios: unknown scenario %q (known: cas, cas-contended, head)", s)
+			return fmt.Errorf("--scenarios: unknown scenario %q (known: %s)", s, scenarioNames())
 		}
 		scenarios = append(scenarios, bench.Scenario(s))
 	}
@@ -81,13 +147,25 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 		return errors.New("--scenarios: none given")
 	case f.Workers < 1 || f.Shards < 1 || f.Rounds < 1 || f.Duration <= 0 || f.ValueBytes < 0:
 		return errors.New("--workers, --shards, --rounds and --duration must be positive and --value-bytes not negative")
-	case f.Cluster == "" && f.Postgres == "" && !f.Memory:
-		return errors.New("no target: give --cluster, --postgres or --memory")
+	case f.Cluster == "" && f.Via == "" && f.Postgres == "" && !f.Memory:
+		return errors.New("no target: give --cluster, --via, --postgres or --memory")
 	}
 	var targets []bench.Target
 	var counter func(context.Context) (int64, error)
+	if f.BackendDelay < 0 || (f.BackendDelay > 0 && f.Postgres == "") {
+		return errors.New("--backend-delay must not be negative, and needs --postgres")
+	}
 	if f.Postgres != "" {
-		d, err := bench.OpenDirect(ctx, f.Postgres, f.PGMaxConns)
+		pgURL := f.Postgres
+		if f.BackendDelay > 0 {
+			u, p, err := delayedURL(ctx, pgURL, f.BackendDelay)
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			pgURL = u
+		}
+		d, err := bench.OpenDirect(ctx, pgURL, f.PGMaxConns)
 		if err != nil {
 			return err
 		}
@@ -102,6 +180,14 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 		}
 		defer c.Close()
 		targets = append(targets, bench.Target{Name: "cluster", Store: c, Transactions: counter})
+	}
+	if f.Via != "" {
+		c, err := client.New([]string{f.Via}, client.WithCallTimeout(30*time.Second), client.WithoutLeaderRouting())
+		if err != nil {
+			return fmt.Errorf("--via: %w", err)
+		}
+		defer c.Close()
+		targets = append(targets, bench.Target{Name: "via", Store: c, Transactions: counter})
 	}
 	if f.Memory {
 		addr, stop, err := serveMemory()
@@ -125,14 +211,29 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 	if err != nil {
 		return err
 	}
-	rows := bench.Summarize(segs, map[bench.Scenario]string{bench.CAS: "postgres", bench.CASContended: "postgres", bench.Head: "memory"})
+	rows := bench.Summarize(segs, map[bench.Scenario]string{
+		bench.CAS: "postgres", bench.CASContended: "postgres", bench.Head: "memory",
+		bench.ScanTail: "postgres", bench.Mix: "postgres",
+	})
 	if f.JSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rows)
 	}
-	fmt.Fprintf(out, "%d workers, %d-byte values, %d rounds of %s per target, targets %s\n\n", f.Workers, f.ValueBytes, f.Rounds, f.Duration, targetNames(targets))
+	fmt.Fprintf(out, "%d workers, %d-byte values, %d rounds of %s per target, targets %s", f.Workers, f.ValueBytes, f.Rounds, f.Duration, targetNames(targets))
+	if f.BackendDelay > 0 {
+		fmt.Fprintf(out, ", postgres +%s round trip", f.BackendDelay)
+	}
+	fmt.Fprint(out, "\n\n")
 	return bench.WriteTable(out, rows)
+}
+
+func scenarioNames() string {
+	var names []string
+	for _, s := range bench.Scenarios() {
+		names = append(names, string(s))
+	}
+	return strings.Join(names, ", ")
 }
 
 func targetNames(ts []bench.Target) string {
