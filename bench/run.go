@@ -100,7 +100,8 @@ func Run(ctx context.Context, cfg Config, targets []Target, scenarios []Scenario
 		for round := range cfg.Rounds {
 			for i := range targets {
 				t := targets[(i+round)%len(targets)]
-				seg, err := runSegment(ctx, cfg, t, sc, round, fmt.Sprintf("%s/%s/r%d", prefix, sc, round))
+				// Targets may share a store (cluster and via do): each gets its own shards.
+				seg, err := runSegment(ctx, cfg, t, sc, round, fmt.Sprintf("%s/%s/%s/r%d", prefix, t.Name, sc, round))
 				if err != nil {
 					return out, fmt.Errorf("%s on %s, round %d: %w", sc, t.Name, round+1, err)
 				}
