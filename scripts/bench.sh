@@ -11,7 +11,10 @@
 # BENCH_BACKEND_DELAY (e.g. 1ms: the replicas reach PostgreSQL through
 # `committer bench delay-proxy`, and the direct target through
 # `--backend-delay`, each adding that round-trip time), BENCH_VIA=1 (add the
-# `via` target: every call sent to a follower, which forwards it).
+# `via` target: every call sent to a follower, which forwards it),
+# BENCH_BIN (a committer binary to run instead of building one, to compare
+# builds), BENCH_HOLD=1 (run no benchmark: keep the cluster up until interrupted, to
+# drive and profile it by hand; the replicas serve pprof on 17201-17203).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +24,7 @@ dir=${BENCH_DIR:-$(mktemp -d /tmp/committer-bench.XXXXXX)}
 mkdir -p "$dir"
 chmod 755 "$dir"
 port=${BENCH_PG_PORT:-55432}
-go build -o "$dir/committer" ./cmd/committer
+if [ -n "${BENCH_BIN:-}" ]; then cp "$BENCH_BIN" "$dir/committer"; else go build -o "$dir/committer" ./cmd/committer; fi
 
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 mkdir -p "$dir/pg"
@@ -67,6 +70,11 @@ for _ in $(seq 100); do
 done
 [ -n "${ready:-}" ] || { echo "bench.sh: the cluster never became ready; logs in $dir" >&2; exit 1; }
 echo "bench.sh: cluster ready; PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') on port $port with fsync on; output in $dir" >&2
+if [ "${BENCH_HOLD:-}" = 1 ]; then
+  echo "bench.sh: holding; gRPC 127.0.0.1:17001-17003, HTTP 127.0.0.1:17201-17203, PostgreSQL $url" >&2
+  sleep infinity & pids+=($!); wait "$!" || true
+  exit 0
+fi
 if [ "${BENCH_VIA:-}" = 1 ]; then
   for i in 1 2 3; do
     if curl -fs "http://127.0.0.1:1720$i/metrics" | grep -q '^committer_raft_state{state="follower"} 1'; then
