@@ -76,10 +76,17 @@ if [ "${BENCH_HOLD:-}" = 1 ]; then
   exit 0
 fi
 if [ "${BENCH_VIA:-}" = 1 ]; then
-  for i in 1 2 3; do
-    if curl -fs "http://127.0.0.1:1720$i/metrics" | grep -q '^committer_raft_state{state="follower"} 1'; then
-      bench_args+=(--via "127.0.0.1:1700$i"); echo "bench.sh: via target: follower r$i" >&2; break
-    fi
+  # A follower that knows its leader; the state gauges settle within moments
+  # of the election.
+  for _ in $(seq 50); do
+    for i in 1 2 3; do
+      if curl -fs "http://127.0.0.1:1720$i/metrics" | grep -q '^committer_raft_state{state="follower"} 1'; then
+        via=$i; break 2
+      fi
+    done
+    sleep 0.1
   done
+  [ -n "${via:-}" ] || { echo "bench.sh: no follower found for the via target; logs in $dir" >&2; exit 1; }
+  bench_args+=(--via "127.0.0.1:1700$via"); echo "bench.sh: via target: follower r$via" >&2
 fi
 "$dir/committer" bench --cluster 127.0.0.1:17001,127.0.0.1:17002,127.0.0.1:17003 --postgres "$url" "${bench_args[@]}" "$@"
