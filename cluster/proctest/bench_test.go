@@ -2,20 +2,24 @@ package proctest_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/cluster/proctest"
 )
 
 // BenchmarkFailover measures, b.N times, how long a 3-replica cluster under
 // CaS load is unable to commit after its leader is SIGKILLed: from the kill
-// (t0) to the first acknowledged CaS that was sent after it (t1), by a
+// (t0, once the process is gone) to the first acknowledged CaS that was sent
+// after it (t1), by a
 // client that dials the two survivors (it also follows leader hints, as any
 // client does). Each trial restarts the killed replica and waits for it to
 // follow before the next. Run it as
@@ -26,14 +30,26 @@ import (
 // with a breakdown read from the replicas' logs: detection (the first
 // survivor's Raft heartbeat timeout), the new leader's barrier and fence,
 // and what remains until the client's first acknowledgement.
+//
+// A reader polls the heads of the loaded shards throughout, and the new
+// leader's "cache warm-up" log line gives the share of its Head calls the
+// cache answered in the first second after it became ready: the median
+// over trials is reported as warm-hit-1s. The replicas record their hot
+// shards every second (--hot-shard-interval=1s, against 10s by default),
+// so that a trial's fresh shards are recorded within its steady window.
 func BenchmarkFailover(b *testing.B) {
-	c := startCluster(b, proctest.Options{Args: strings.Fields(os.Getenv(failoverFlagsEnv))})
+	args := append([]string{"--hot-shard-interval=1s"}, strings.Fields(os.Getenv(failoverFlagsEnv))...)
+	c := startCluster(b, proctest.Options{Args: args})
 	var trials []time.Duration
+	var hitRatios []float64
 	spurious := 0
 	for i := range b.N {
-		d, n := failoverTrial(b, c, i)
+		d, n, hit := failoverTrial(b, c, i)
 		trials = append(trials, d)
 		spurious += n
+		if hit >= 0 {
+			hitRatios = append(hitRatios, hit)
+		}
 	}
 	sorted := slices.Clone(trials)
 	slices.Sort(sorted)
@@ -49,6 +65,11 @@ func BenchmarkFailover(b *testing.B) {
 	b.ReportMetric(float64(median.Microseconds())/1000, "median-ms")
 	b.ReportMetric(float64(sorted[len(sorted)-1].Microseconds())/1000, "max-ms")
 	b.ReportMetric(float64(spurious), "spurious-elections")
+	if len(hitRatios) > 0 {
+		slices.Sort(hitRatios)
+		b.Logf("head hit ratio in the new leader's first second, per trial (sorted): %v", hitRatios)
+		b.ReportMetric(hitRatios[len(hitRatios)/2], "warm-hit-1s")
+	}
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -61,15 +82,18 @@ const failoverFlagsEnv = "COMMITTER_FAILOVER_FLAGS"
 const steadyWindow = 2 * time.Second
 
 // failoverTrial kills the leader under load and returns the time until the
-// first acknowledged CaS sent after the kill, and how many elections
-// happened during the steady window before it.
-func failoverTrial(b *testing.B, c *proctest.Cluster, trial int) (time.Duration, int) {
+// first acknowledged CaS sent after the kill, how many elections happened
+// during the steady window before it, and the new leader's Head hit ratio
+// in its first second (-1 if it logged none).
+func failoverTrial(b *testing.B, c *proctest.Cluster, trial int) (time.Duration, int, float64) {
 	old := leader(b, c)
 	survivors := c.Others(old)
 	cl := anyClient(b, c, survivors...)
 	ld := startLoad(b, fmt.Sprintf("failover-%d", trial), 5*time.Second, clientsOf(cl, cl, cl, cl)...)
 	ld.quiet = true
 	ld.waitProgress(b, 5, 20*time.Second)
+	stopReader := pollHeads(cl, ld)
+	defer stopReader()
 
 	before, err := old.Status(timeout(b, 5*time.Second))
 	must(b, err)
@@ -84,8 +108,10 @@ func failoverTrial(b *testing.B, c *proctest.Cluster, trial int) (time.Duration,
 		survivors = c.Others(old)
 	}
 
-	t0 := time.Now()
+	// Kill returns once the process is gone; until then the old leader may
+	// still answer, so the clock starts after it.
 	must(b, old.Kill())
+	t0 := time.Now()
 	var t1 time.Time
 	deadline := time.Now().Add(20 * time.Second)
 	for t1.IsZero() {
@@ -102,6 +128,9 @@ func failoverTrial(b *testing.B, c *proctest.Cluster, trial int) (time.Duration,
 		}
 	}
 	next := leader(b, c, survivors...)
+	// The reader goes on until the new leader's first-second figure is in.
+	hit := warmupHitRatio(b, next, t0, 10*time.Second)
+	stopReader()
 	ld.verify(b, cl)
 
 	// Where the time went, from the logs.
@@ -127,7 +156,47 @@ func failoverTrial(b *testing.B, c *proctest.Cluster, trial int) (time.Duration,
 
 	must(b, old.Restart(timeout(b, 20*time.Second)))
 	waitFollowerOf(b, old, next)
-	return d, spurious
+	return d, spurious, hit
+}
+
+// pollHeads reads the heads of the load's shards in a loop, as persist's
+// readers do, until the returned stop is called (idempotent).
+func pollHeads(cl backend.Consensus, ld *load) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			for _, w := range ld.writers {
+				hctx, done := context.WithTimeout(ctx, time.Second)
+				_, _ = cl.Head(hctx, w.shard) // failures during the election are expected
+				done()
+			}
+		}
+	}()
+	return func() { cancel(); wg.Wait() }
+}
+
+// warmupHitRatio waits for r's "cache warm-up" record of the first second
+// of a term that began after t0 and returns its Head hit ratio, or -1 if
+// none came within wait.
+func warmupHitRatio(b *testing.B, r *proctest.Replica, t0 time.Time, wait time.Duration) float64 {
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		recs, err := r.LogRecords("cache warm-up")
+		must(b, err)
+		for _, rec := range recs {
+			w, _ := rec.Fields["window"].(float64)
+			ratio, ok := rec.Fields["head_hit_ratio"].(float64)
+			if rec.Time.After(t0) && ok && time.Duration(w) == time.Second {
+				return ratio
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Logf("%s logged no cache warm-up figure for its first second", r.ID())
+	return -1
 }
 
 // firstRaftEvent returns the earliest time after t0 at which one of rs
