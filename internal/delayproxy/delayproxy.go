@@ -27,6 +27,12 @@ const (
 	// listener closing (such as running out of file descriptors), so the
 	// loop does not spin while the condition lasts.
 	acceptBackoff = 50 * time.Millisecond
+	// preciseBelow: shorter waits sleep in the kernel (sleepPrecisely).
+	// A Go timer on an idle runtime wakes from the network poller, whose
+	// timeout has millisecond granularity, so a 0.5 ms wait took over a
+	// millisecond and a "1 ms away" database was 2.3 ms away. Waits this
+	// short cannot hold up Close for long.
+	preciseBelow = 5 * time.Millisecond
 )
 
 // Proxy forwards TCP connections from its listener to an upstream address,
@@ -160,7 +166,12 @@ func (p *Proxy) pipe(ctx context.Context, dst, src net.Conn) error {
 	readErr := make(chan error, 1)
 	p.wg.Go(func() { readErr <- p.read(ctx, src, queue) })
 	for c := range queue {
-		if wait := time.Until(c.due); wait > 0 {
+		if wait := time.Until(c.due); wait > 0 && wait < preciseBelow {
+			sleepPrecisely(wait)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		} else if wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
