@@ -23,6 +23,7 @@ import (
 	"github.com/hacommit/committer/internal/faultdelay"
 	"github.com/hacommit/committer/metrics"
 	"github.com/hacommit/committer/rpc/adminserver"
+	"github.com/hacommit/committer/rpc/consensuspb"
 	"github.com/hacommit/committer/rpc/peer"
 	"github.com/hacommit/committer/rpc/peerserver"
 	"github.com/hacommit/committer/rpc/server"
@@ -93,6 +94,7 @@ type Server struct {
 	replica  *cluster.Replica
 	registry *prometheus.Registry
 	grpc     *server.Server
+	peer     *peerserver.Server
 	grpcLis  net.Listener
 	grpcAddr string
 	http     *http.Server
@@ -187,7 +189,9 @@ func Start(cfg Config) (_ *Server, err error) {
 	}
 	s.grpc = server.New(m.InstrumentRPC(s.replica), server.Config{MaxDataBytes: cfg.MaxDataBytes, DefaultTimeout: cfg.RequestTimeout, Logger: cfg.Logger})
 	adminserver.Register(s.grpc.GRPC(), s.replica)
-	peerserver.Register(s.grpc.GRPC(), s.replica)
+	impl, timeout := s.grpc.Consensus()
+	s.peer = peerserver.Register(s.grpc.GRPC(), s.replica,
+		&peerserver.Relayed{Desc: &consensuspb.ProtoPersistConsensus_ServiceDesc, Impl: impl, DefaultTimeout: timeout})
 	go s.serve(func() error { return s.grpc.Serve(s.grpcLis) })
 	if s.httpLis != nil {
 		s.http = &http.Server{Handler: opshttp.Handler(s.replica, s.registry), ReadHeaderTimeout: 10 * time.Second}
@@ -256,6 +260,9 @@ func (s *Server) shutdown(timeout time.Duration) error {
 	s.replica.HandOff()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	// Followers' relay streams never end on their own; ask their senders
+	// to close them so the graceful stop can drain.
+	s.peer.Drain()
 	if !s.grpc.Shutdown(ctx) {
 		s.log.Warn("shutdown timeout expired; cancelled the remaining calls", "timeout", timeout)
 	}

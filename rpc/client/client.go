@@ -29,9 +29,9 @@ var ErrClosed = errors.New("client closed")
 type Client struct {
 	cfg       config
 	endpoints []string // as given to New, deduplicated, in order
-	// borrowed: the client was made by FromConn and uses exactly one
-	// connection that it neither dials nor closes.
-	borrowed bool
+	// borrowed, when set, is the one connection of a client made by
+	// FromConn, which it neither dials nor closes.
+	borrowed grpc.ClientConnInterface
 
 	// mu guards the fields below. It is never held across a call.
 	mu        sync.Mutex
@@ -75,23 +75,27 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 }
 
 // FromConn returns a client that makes every call on cc, which the caller
-// owns and must have built with wire.DialOptions (otherwise every transport
-// failure counts as possibly delivered). It makes one attempt per call unless
+// owns and must have built with wire.DialOptions, or which records delivery
+// with wire.NoteAttempt and wire.NoteSent (otherwise every transport failure
+// counts as possibly delivered). It makes one attempt per call unless
 // WithMaxAttempts says otherwise and ignores leader hints: it suits a caller
 // that does its own routing, such as a replica forwarding to its leader.
 // Close does not close cc.
-func FromConn(cc *grpc.ClientConn, opts ...Option) *Client {
+func FromConn(cc grpc.ClientConnInterface, opts ...Option) *Client {
 	cfg := defaultConfig()
 	cfg.maxAttempts = 1
 	for _, o := range opts {
 		o(&cfg)
 	}
-	addr := cc.Target()
+	addr := "borrowed connection"
+	if t, ok := cc.(interface{ Target() string }); ok {
+		addr = t.Target()
+	}
 	return &Client{
 		cfg:       cfg,
 		endpoints: []string{addr},
-		borrowed:  true,
-		conns:     map[string]*grpc.ClientConn{addr: cc},
+		borrowed:  cc,
+		conns:     map[string]*grpc.ClientConn{},
 		preferred: addr,
 	}
 }
@@ -104,7 +108,7 @@ func (c *Client) Close() error {
 	c.conns = nil
 	c.closed = true
 	c.mu.Unlock()
-	if c.borrowed {
+	if c.borrowed != nil {
 		return nil
 	}
 	var errs []error
@@ -148,14 +152,14 @@ func (c *Client) dialLocked(addr string) (*grpc.ClientConn, error) {
 // pick chooses the endpoint of the next attempt: the leader a replica named,
 // else the preferred endpoint for a first attempt, else the endpoint after
 // prev in the configured order.
-func (c *Client) pick(prev, hint string) (string, *grpc.ClientConn, error) {
+func (c *Client) pick(prev, hint string) (string, grpc.ClientConnInterface, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return "", nil, backend.NewDeterminate(ErrClosed)
 	}
-	if c.borrowed {
-		return c.preferred, c.conns[c.preferred], nil
+	if c.borrowed != nil {
+		return c.preferred, c.borrowed, nil
 	}
 	if hint != "" && hint != prev && !c.cfg.ignoreHints {
 		if cc, err := c.dialLocked(hint); err == nil {
@@ -178,7 +182,7 @@ func (c *Client) pick(prev, hint string) (string, *grpc.ClientConn, error) {
 // remember makes the endpoint that answered, or the leader it named, the
 // first choice of later calls.
 func (c *Client) remember(addr, hint string) {
-	if c.borrowed {
+	if c.borrowed != nil {
 		// A client on a borrowed connection has nowhere else to go; its
 		// owner does the routing.
 		return
@@ -232,7 +236,7 @@ func invoke[R any](ctx context.Context, c *Client, op string, kind callKind,
 		if attempt > 0 && !c.pause(ctx, attempt) {
 			break
 		}
-		var cc *grpc.ClientConn
+		var cc grpc.ClientConnInterface
 		var err error
 		if addr, cc, err = c.pick(addr, hint); err != nil {
 			return zero, err

@@ -70,7 +70,8 @@ func (d *Dialer) Dial(addr string) (cluster.PeerClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{Consensus: client.FromConn(cc), cc: cc, admin: adminpb.NewAdminClient(cc), peer: peerpb.NewPeerClient(cc)}
+	rc := newRelayConn(cc)
+	c := &Conn{Consensus: client.FromConn(rc), cc: cc, relay: rc, admin: adminpb.NewAdminClient(cc), peer: peerpb.NewPeerClient(cc)}
 	d.conns[addr] = c
 	return c, nil
 }
@@ -83,17 +84,19 @@ func (d *Dialer) Close() error {
 	d.mu.Unlock()
 	var errs []error
 	for _, c := range conns {
+		c.relay.close()
 		errs = append(errs, c.cc.Close())
 	}
 	return errors.Join(errs...)
 }
 
 // Conn is one peer: its consensus service through the Go client (one
-// attempt per call, no leader following: the forwarder decides) and its
-// admin service.
+// attempt per call, no leader following: the forwarder decides), carried on
+// the peer's relay stream, and its admin service.
 type Conn struct {
 	backend.Consensus
 	cc    *grpc.ClientConn
+	relay *relayConn
 	admin adminpb.AdminClient
 	peer  peerpb.PeerClient
 }

@@ -121,6 +121,180 @@ func (x *CurrentTermResponse) GetTerm() uint64 {
 	return 0
 }
 
+type RelayRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the sender, unique on the stream.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The full gRPC method name, e.g.
+	// "/mz_persist_committer.ProtoPersistConsensus/Head".
+	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	// The method's request message, serialized.
+	Request []byte `protobuf:"bytes,3,opt,name=request,proto3" json:"request,omitempty"`
+	// The caller's remaining time in microseconds; 0 for none.
+	TimeoutMicros int64 `protobuf:"varint,4,opt,name=timeout_micros,json=timeoutMicros,proto3" json:"timeout_micros,omitempty"`
+	// The call's outgoing metadata (first value of each key).
+	Metadata map[string]string `protobuf:"bytes,5,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Set: the caller gave up on call id; nothing else is set.
+	Cancel        bool `protobuf:"varint,6,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayRequest) Reset() {
+	*x = RelayRequest{}
+	mi := &file_committer_peer_v1_peer_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayRequest) ProtoMessage() {}
+
+func (x *RelayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_committer_peer_v1_peer_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayRequest.ProtoReflect.Descriptor instead.
+func (*RelayRequest) Descriptor() ([]byte, []int) {
+	return file_committer_peer_v1_peer_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RelayRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *RelayRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *RelayRequest) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *RelayRequest) GetTimeoutMicros() int64 {
+	if x != nil {
+		return x.TimeoutMicros
+	}
+	return 0
+}
+
+func (x *RelayRequest) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *RelayRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+type RelayResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The id of the request this answers; 0 on a drain notice.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The method's response message, serialized, when code is 0.
+	Response []byte `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	// A gRPC status code and message when the call failed outside its
+	// response message (an unknown method, undecodable bytes).
+	Code    int32  `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// Set on a notice with id 0: the server stops serving this stream. The
+	// sender must send nothing more on it and close its side; calls already
+	// sent are still answered.
+	Draining      bool `protobuf:"varint,5,opt,name=draining,proto3" json:"draining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayResponse) Reset() {
+	*x = RelayResponse{}
+	mi := &file_committer_peer_v1_peer_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayResponse) ProtoMessage() {}
+
+func (x *RelayResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_committer_peer_v1_peer_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayResponse.ProtoReflect.Descriptor instead.
+func (*RelayResponse) Descriptor() ([]byte, []int) {
+	return file_committer_peer_v1_peer_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RelayResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *RelayResponse) GetResponse() []byte {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *RelayResponse) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *RelayResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *RelayResponse) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
 var File_committer_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_committer_peer_v1_peer_proto_rawDesc = "" +
@@ -131,9 +305,26 @@ const file_committer_peer_v1_peer_proto_rawDesc = "" +
 	"leaderTerm\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\")\n" +
 	"\x13CurrentTermResponse\x12\x12\n" +
-	"\x04term\x18\x01 \x01(\x04R\x04term2d\n" +
+	"\x04term\x18\x01 \x01(\x04R\x04term\"\x97\x02\n" +
+	"\fRelayRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x18\n" +
+	"\arequest\x18\x03 \x01(\fR\arequest\x12%\n" +
+	"\x0etimeout_micros\x18\x04 \x01(\x03R\rtimeoutMicros\x12I\n" +
+	"\bmetadata\x18\x05 \x03(\v2-.committer.peer.v1.RelayRequest.MetadataEntryR\bmetadata\x12\x16\n" +
+	"\x06cancel\x18\x06 \x01(\bR\x06cancel\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x85\x01\n" +
+	"\rRelayResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x1a\n" +
+	"\bresponse\x18\x02 \x01(\fR\bresponse\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x1a\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining2\xb4\x01\n" +
 	"\x04Peer\x12\\\n" +
-	"\vCurrentTerm\x12%.committer.peer.v1.CurrentTermRequest\x1a&.committer.peer.v1.CurrentTermResponseB*Z(github.com/hacommit/committer/rpc/peerpbb\x06proto3"
+	"\vCurrentTerm\x12%.committer.peer.v1.CurrentTermRequest\x1a&.committer.peer.v1.CurrentTermResponse\x12N\n" +
+	"\x05Relay\x12\x1f.committer.peer.v1.RelayRequest\x1a .committer.peer.v1.RelayResponse(\x010\x01B*Z(github.com/hacommit/committer/rpc/peerpbb\x06proto3"
 
 var (
 	file_committer_peer_v1_peer_proto_rawDescOnce sync.Once
@@ -147,19 +338,25 @@ func file_committer_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_committer_peer_v1_peer_proto_rawDescData
 }
 
-var file_committer_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_committer_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_committer_peer_v1_peer_proto_goTypes = []any{
 	(*CurrentTermRequest)(nil),  // 0: committer.peer.v1.CurrentTermRequest
 	(*CurrentTermResponse)(nil), // 1: committer.peer.v1.CurrentTermResponse
+	(*RelayRequest)(nil),        // 2: committer.peer.v1.RelayRequest
+	(*RelayResponse)(nil),       // 3: committer.peer.v1.RelayResponse
+	nil,                         // 4: committer.peer.v1.RelayRequest.MetadataEntry
 }
 var file_committer_peer_v1_peer_proto_depIdxs = []int32{
-	0, // 0: committer.peer.v1.Peer.CurrentTerm:input_type -> committer.peer.v1.CurrentTermRequest
-	1, // 1: committer.peer.v1.Peer.CurrentTerm:output_type -> committer.peer.v1.CurrentTermResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	4, // 0: committer.peer.v1.RelayRequest.metadata:type_name -> committer.peer.v1.RelayRequest.MetadataEntry
+	0, // 1: committer.peer.v1.Peer.CurrentTerm:input_type -> committer.peer.v1.CurrentTermRequest
+	2, // 2: committer.peer.v1.Peer.Relay:input_type -> committer.peer.v1.RelayRequest
+	1, // 3: committer.peer.v1.Peer.CurrentTerm:output_type -> committer.peer.v1.CurrentTermResponse
+	3, // 4: committer.peer.v1.Peer.Relay:output_type -> committer.peer.v1.RelayResponse
+	3, // [3:5] is the sub-list for method output_type
+	1, // [1:3] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_committer_peer_v1_peer_proto_init() }
@@ -173,7 +370,7 @@ func file_committer_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_committer_peer_v1_peer_proto_rawDesc), len(file_committer_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Peer_CurrentTerm_FullMethodName = "/committer.peer.v1.Peer/CurrentTerm"
+	Peer_Relay_FullMethodName       = "/committer.peer.v1.Peer/Relay"
 )
 
 // PeerClient is the client API for Peer service.
@@ -34,6 +35,14 @@ type PeerClient interface {
 	// leader's term, in answers produced after the read arrived, proves that
 	// no later leader existed before the read (docs/architecture.md §6).
 	CurrentTerm(ctx context.Context, in *CurrentTermRequest, opts ...grpc.CallOption) (*CurrentTermResponse, error)
+	// Relay carries the consensus calls a follower forwards to the leader,
+	// many on one long-lived stream, so that a forwarded call costs a message
+	// each way instead of a new HTTP/2 stream with its headers and trailers
+	// (docs/architecture.md §7.1). Each request names a consensus method and
+	// holds its request message; the response with the same id holds the
+	// method's response message, operation errors inside as on the consensus
+	// service itself.
+	Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayRequest, RelayResponse], error)
 }
 
 type peerClient struct {
@@ -54,6 +63,19 @@ func (c *peerClient) CurrentTerm(ctx context.Context, in *CurrentTermRequest, op
 	return out, nil
 }
 
+func (c *peerClient) Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayRequest, RelayResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[0], Peer_Relay_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RelayRequest, RelayResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_RelayClient = grpc.BidiStreamingClient[RelayRequest, RelayResponse]
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -63,6 +85,14 @@ type PeerServer interface {
 	// leader's term, in answers produced after the read arrived, proves that
 	// no later leader existed before the read (docs/architecture.md §6).
 	CurrentTerm(context.Context, *CurrentTermRequest) (*CurrentTermResponse, error)
+	// Relay carries the consensus calls a follower forwards to the leader,
+	// many on one long-lived stream, so that a forwarded call costs a message
+	// each way instead of a new HTTP/2 stream with its headers and trailers
+	// (docs/architecture.md §7.1). Each request names a consensus method and
+	// holds its request message; the response with the same id holds the
+	// method's response message, operation errors inside as on the consensus
+	// service itself.
+	Relay(grpc.BidiStreamingServer[RelayRequest, RelayResponse]) error
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -75,6 +105,9 @@ type UnimplementedPeerServer struct{}
 
 func (UnimplementedPeerServer) CurrentTerm(context.Context, *CurrentTermRequest) (*CurrentTermResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CurrentTerm not implemented")
+}
+func (UnimplementedPeerServer) Relay(grpc.BidiStreamingServer[RelayRequest, RelayResponse]) error {
+	return status.Error(codes.Unimplemented, "method Relay not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -115,6 +148,13 @@ func _Peer_CurrentTerm_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Relay_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServer).Relay(&grpc.GenericServerStream[RelayRequest, RelayResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_RelayServer = grpc.BidiStreamingServer[RelayRequest, RelayResponse]
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -127,6 +167,13 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Peer_CurrentTerm_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Relay",
+			Handler:       _Peer_Relay_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "committer/peer/v1/peer.proto",
 }

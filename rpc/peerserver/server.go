@@ -18,11 +18,27 @@ type Replica interface {
 type Server struct {
 	pb.UnimplementedPeerServer
 	replica Replica
+	relay   *relay // nil: Relay is refused
 }
 
-// Register adds the Peer service to s.
-func Register(s *grpc.Server, r Replica) {
-	pb.RegisterPeerServer(s, &Server{replica: r})
+// Register adds the Peer service to s. Relay streams carry calls of
+// relayed, if given.
+func Register(s *grpc.Server, r Replica, relayed *Relayed) *Server {
+	srv := &Server{replica: r}
+	if relayed != nil {
+		srv.relay = newRelay(*relayed)
+	}
+	pb.RegisterPeerServer(s, srv)
+	return srv
+}
+
+// Drain tells every Relay stream's sender to stop sending on it, before a
+// graceful stop of the gRPC server, which would otherwise wait for those
+// streams to end on their own.
+func (s *Server) Drain() {
+	if s.relay != nil {
+		s.relay.drain()
+	}
 }
 
 // CurrentTerm answers with the replica's term as of the moment the request

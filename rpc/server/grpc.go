@@ -23,8 +23,10 @@ const ConsensusServiceName = "mz_persist_committer.ProtoPersistConsensus"
 // health service and server reflection, with message limits lifted to
 // wire.MaxMessageBytes.
 type Server struct {
-	grpc   *grpc.Server
-	health *health.Server
+	grpc      *grpc.Server
+	health    *health.Server
+	consensus *Consensus
+	timeout   time.Duration
 }
 
 // New builds a Server over store. opts are appended after the message-limit
@@ -37,11 +39,17 @@ func New(store backend.Consensus, cfg Config, opts ...grpc.ServerOption) *Server
 	}
 	base := append(wire.ServerOptions(), grpc.ChainUnaryInterceptor(boundWithoutDeadline(timeout)))
 	gs := grpc.NewServer(append(base, opts...)...)
-	NewConsensus(store, cfg).Register(gs)
+	c := NewConsensus(store, cfg)
+	c.Register(gs)
 	hs := RegisterHealthAndReflection(gs)
 	hs.SetServingStatus(ConsensusServiceName, healthpb.HealthCheckResponse_SERVING)
-	return &Server{grpc: gs, health: hs}
+	return &Server{grpc: gs, health: hs, consensus: c, timeout: timeout}
 }
+
+// Consensus returns the consensus service the server carries, and the
+// deadline it gives calls that arrive without one: what another transport
+// (the peer relay) needs to run the same calls the same way.
+func (s *Server) Consensus() (*Consensus, time.Duration) { return s.consensus, s.timeout }
 
 // boundWithoutDeadline gives a call that arrived without a deadline one of
 // d, for every service on the server.

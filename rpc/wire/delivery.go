@@ -60,3 +60,21 @@ func (deliveryTracker) TagConn(ctx context.Context, _ *stats.ConnTagInfo) contex
 }
 
 func (deliveryTracker) HandleConn(context.Context, stats.ConnStats) {}
+
+// NoteAttempt and NoteSent let a transport that is not a gRPC connection
+// built with DialOptions (the peer relay, which carries calls as messages
+// on a stream) record what the stats handler records for a connection:
+// that the attempt is tracked, and that its request left, so it may have
+// arrived. They do nothing on a context without TrackDelivery.
+func NoteAttempt(ctx context.Context) {
+	if d, ok := ctx.Value(deliveryKey{}).(*Delivery); ok {
+		d.tracked.Store(true)
+	}
+}
+
+// NoteSent: see NoteAttempt.
+func NoteSent(ctx context.Context) {
+	if d, ok := ctx.Value(deliveryKey{}).(*Delivery); ok {
+		d.mayHaveArrived.Store(true)
+	}
+}
