@@ -39,11 +39,7 @@ func (k *keySet) exists(shard string) {
 		return
 	}
 	delete(k.doubtful, shard)
-	if _, ok := k.names[shard]; ok {
-		return
-	}
-	if len(k.names)+len(k.doubtful) >= k.max {
-		k.stop()
+	if _, ok := k.names[shard]; ok || !k.room() {
 		return
 	}
 	k.names[shard] = struct{}{}
@@ -58,14 +54,20 @@ func (k *keySet) unsure(shard string) {
 	if k.off {
 		return
 	}
-	if _, ok := k.names[shard]; ok {
-		return
-	}
-	if len(k.names)+len(k.doubtful) >= k.max {
-		k.stop()
+	if _, ok := k.names[shard]; ok || !k.room() {
 		return
 	}
 	k.doubtful[shard] = struct{}{}
+}
+
+// room reports whether one more name fits, and gives up keeping names
+// when it does not.
+func (k *keySet) room() bool {
+	if len(k.names)+len(k.doubtful) < k.max {
+		return true
+	}
+	k.stop()
+	return false
 }
 
 // stop gives up keeping names, for the rest of the cache's life.

@@ -14,9 +14,7 @@ import (
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/backend/bolt"
 	"github.com/hacommit/committer/backend/conformance"
-	"github.com/hacommit/committer/cluster"
 	"github.com/hacommit/committer/rpc/consensuspb"
-	"github.com/hacommit/committer/rpc/peer"
 	"github.com/hacommit/committer/rpc/peerserver"
 	"github.com/hacommit/committer/rpc/rpctest"
 	"github.com/hacommit/committer/rpc/server"
@@ -50,22 +48,11 @@ func serveRelay(t *testing.T, store backend.Consensus) *relayServer {
 	return rs
 }
 
-func dialRelay(t *testing.T, addr string) cluster.PeerClient {
-	t.Helper()
-	d := peer.NewDialer("127.0.0.1:0")
-	t.Cleanup(func() { _ = d.Close() })
-	p, err := d.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // Every consensus call a follower forwards goes over the relay stream; it
 // must keep every case of the contract.
 func TestRelayConformance(t *testing.T) {
 	conformance.RunConsensus(t, func(t *testing.T) backend.Consensus {
-		return dialRelay(t, serveRelay(t, rpctest.OpenBolt(t, bolt.Options{})).addr)
+		return dial(t, serveRelay(t, rpctest.OpenBolt(t, bolt.Options{})).addr)
 	})
 }
 
@@ -86,36 +73,38 @@ func (p *probe) Head(ctx context.Context, shard string) (*backend.VersionedData,
 	d, _ := ctx.Deadline()
 	p.mu.Lock()
 	p.md, p.deadline = md, d
-	hold, arrived := p.hold, p.arrived
-	p.hold = nil
 	p.mu.Unlock()
-	if hold != nil {
-		close(arrived)
-		select {
-		case <-hold:
-		case <-ctx.Done():
-			p.ended <- ctx.Err()
-			return nil, ctx.Err()
-		}
+	if err := p.wait(ctx); err != nil {
+		return nil, err
 	}
 	return p.Consensus.Head(ctx, shard)
 }
 
 func (p *probe) CompareAndSet(ctx context.Context, shard string, v backend.VersionedData) (bool, error) {
+	if err := p.wait(ctx); err != nil {
+		return false, err
+	}
+	return p.Consensus.CompareAndSet(ctx, shard, v)
+}
+
+// wait holds the call if holdNext asked for it, until released or its
+// context ends.
+func (p *probe) wait(ctx context.Context) error {
 	p.mu.Lock()
 	hold, arrived := p.hold, p.arrived
 	p.hold = nil
 	p.mu.Unlock()
-	if hold != nil {
-		close(arrived)
-		select {
-		case <-hold:
-		case <-ctx.Done():
-			p.ended <- ctx.Err()
-			return false, ctx.Err()
-		}
+	if hold == nil {
+		return nil
 	}
-	return p.Consensus.CompareAndSet(ctx, shard, v)
+	close(arrived)
+	select {
+	case <-hold:
+		return nil
+	case <-ctx.Done():
+		p.ended <- ctx.Err()
+		return ctx.Err()
+	}
 }
 
 // holdNext makes the next Head or CompareAndSet wait; closing the returned
@@ -140,7 +129,7 @@ func waitFor(t *testing.T, ch <-chan struct{}, what string) {
 // its deadline to the serving side.
 func TestRelayCarriesMetadataAndDeadline(t *testing.T) {
 	p := &probe{Consensus: rpctest.OpenBolt(t, bolt.Options{})}
-	c := dialRelay(t, serveRelay(t, p).addr)
+	c := dial(t, serveRelay(t, p).addr)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
 	sent, _ := ctx.Deadline()
@@ -163,7 +152,7 @@ func TestRelayCarriesMetadataAndDeadline(t *testing.T) {
 // A caller that gives up cancels its call on the serving side.
 func TestRelayCancelReachesTheServer(t *testing.T) {
 	p := &probe{Consensus: rpctest.OpenBolt(t, bolt.Options{})}
-	c := dialRelay(t, serveRelay(t, p).addr)
+	c := dial(t, serveRelay(t, p).addr)
 	p.holdNext()
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
@@ -191,7 +180,7 @@ func TestRelayCancelReachesTheServer(t *testing.T) {
 func TestRelayDeterminacy(t *testing.T) {
 	p := &probe{Consensus: rpctest.OpenBolt(t, bolt.Options{})}
 	rs := serveRelay(t, p)
-	c := dialRelay(t, rs.addr)
+	c := dial(t, rs.addr)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Head(ctx, "warm"); err != nil { // the stream is open
@@ -221,7 +210,7 @@ func TestRelayDeterminacy(t *testing.T) {
 func TestRelayDrainLetsGracefulStopFinish(t *testing.T) {
 	p := &probe{Consensus: rpctest.OpenBolt(t, bolt.Options{})}
 	rs := serveRelay(t, p)
-	c := dialRelay(t, rs.addr)
+	c := dial(t, rs.addr)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	release := p.holdNext()
