@@ -8,9 +8,9 @@
 #
 # Environment: BENCH_DIR (default: a fresh temp dir), BENCH_PG_PORT (55432),
 # BENCH_SERVE_ARGS (further flags for every `committer serve`),
-# BENCH_BACKEND_DELAY (e.g. 1ms: the replicas reach PostgreSQL through
-# `committer bench delay-proxy`, and the direct target through
-# `--backend-delay`, each adding that round-trip time), BENCH_VIA=1 (add the
+# BENCH_BACKEND_DELAY (e.g. 1ms: the replicas and the direct target reach
+# PostgreSQL through one `committer bench delay-proxy`, which adds that
+# round-trip time), BENCH_VIA=1 (add the
 # `via` target: every call sent to a follower, which forwards it),
 # BENCH_BIN (a committer binary to run instead of building one, to compare
 # builds), BENCH_HOLD=1 (run no benchmark: keep the cluster up until interrupted, to
@@ -49,8 +49,11 @@ if [ -n "${BENCH_BACKEND_DELAY:-}" ]; then
   "$dir/committer" bench delay-proxy --listen "127.0.0.1:$((port + 1))" --upstream "127.0.0.1:$port" \
     --delay "$BENCH_BACKEND_DELAY" 2>"$dir/delay-proxy.log" &
   pids+=($!)
+  # The direct target goes through the same proxy process as the replicas,
+  # so both see the same added latency and the same proxy overhead.
   replica_url="postgres://postgres@127.0.0.1:$((port + 1))/bench"
-  bench_args+=(--backend-delay "$BENCH_BACKEND_DELAY")
+  url=$replica_url
+  echo "bench.sh: PostgreSQL is $BENCH_BACKEND_DELAY further away for the replicas and the postgres target" >&2
   for _ in $(seq 50); do grep -q 'delay-proxy:' "$dir/delay-proxy.log" && break; sleep 0.1; done
 fi
 
