@@ -136,8 +136,10 @@ func TestSleepStopsWhenTheContextEnds(t *testing.T) {
 
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
-	time.AfterFunc(20*time.Millisecond, cancel)
+	// The clock starts before the timer is set, so that the timer cannot
+	// fire less than 20ms after it.
 	start = time.Now()
+	time.AfterFunc(20*time.Millisecond, cancel)
 	if backoff.Sleep(ctx, time.Hour) {
 		t.Fatal("Sleep cancelled midway reported true")
 	}
