@@ -1,11 +1,30 @@
 package backend
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
 
-// ValidateShard rejects an empty shard name.
+// MaxShardBytes bounds a shard name. Persist's are about 40 bytes; the
+// bound keeps a name well inside the 2,704-byte limit of a PostgreSQL
+// b-tree index row, which would otherwise fail the write in the database,
+// and, in a coalesced batch, every other write of the batch with it.
+const MaxShardBytes = 1024
+
+// ValidateShard rejects a shard name that no backend can store the same
+// way: empty, longer than MaxShardBytes, not UTF-8 (the protocol's strings
+// are), or holding a NUL byte (PostgreSQL text cannot).
 func ValidateShard(shard string) error {
-	if shard == "" {
+	switch {
+	case shard == "":
 		return Determinatef("%w: empty shard name", ErrInvalidArgument)
+	case len(shard) > MaxShardBytes:
+		return Determinatef("%w: shard name of %d bytes exceeds the limit of %d bytes", ErrInvalidArgument, len(shard), MaxShardBytes)
+	case !utf8.ValidString(shard):
+		return Determinatef("%w: shard name %q is not valid UTF-8", ErrInvalidArgument, shard)
+	case strings.IndexByte(shard, 0) >= 0:
+		return Determinatef("%w: shard name %q contains a NUL byte", ErrInvalidArgument, shard)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ func RunConsensus(t *testing.T, newStore func(t *testing.T) backend.Consensus) {
 	t.Run("MultiDuplicateShardRejected", func(t *testing.T) { testMultiDuplicateShard(t, newStore(t)) })
 	t.Run("MultiEmpty", func(t *testing.T) { testMultiEmpty(t, newStore(t)) })
 	t.Run("SeqNoAboveMaxRejected", func(t *testing.T) { testSeqNoAboveMax(t, newStore(t)) })
-	t.Run("EmptyShardRejected", func(t *testing.T) { testEmptyShard(t, newStore(t)) })
+	t.Run("BadShardNamesRejected", func(t *testing.T) { testBadShardNames(t, newStore(t)) })
 	t.Run("LargeValuesRoundTrip", func(t *testing.T) { testLargeValues(t, newStore(t)) })
 	t.Run("ScanLimits", func(t *testing.T) { testScanLimits(t, newStore(t)) })
 	t.Run("ListKeysSorted", func(t *testing.T) { testListKeysSorted(t, newStore(t)) })

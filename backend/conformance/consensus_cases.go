@@ -256,27 +256,39 @@ func testSeqNoAboveMax(t *testing.T, s backend.Consensus) {
 	wantKeys(t, ctx, s, "k")
 }
 
-// testEmptyShard checks that every call naming a shard rejects "".
-func testEmptyShard(t *testing.T, s backend.Consensus) {
+// testBadShardNames checks that every call naming a shard rejects a name no
+// backend can store alike, and that the longest allowed name works.
+func testBadShardNames(t *testing.T, s backend.Consensus) {
 	ctx := t.Context()
 	mustCommit(t, ctx, s, "k", vd(0, "k0"))
 
-	_, err := s.Head(ctx, "")
-	wantErr(t, `head("")`, err, backend.ErrInvalidArgument)
-	_, err = s.Scan(ctx, "", 0, all)
-	wantErr(t, `scan("", 0, all)`, err, backend.ErrInvalidArgument)
-	_, err = s.CompareAndSet(ctx, "", vd(0, "x"))
-	wantErr(t, `cas("", 0)`, err, backend.ErrInvalidArgument)
-	_, err = s.CompareAndSetMulti(ctx, []backend.CASOp{{Shard: "", New: vd(0, "x")}})
-	wantErr(t, `multi[("", 0)]`, err, backend.ErrInvalidArgument)
-	_, err = s.CompareAndSetMulti(ctx, []backend.CASOp{{Shard: "k", New: vd(1, "k1")}, {Shard: "", New: vd(0, "x")}})
-	wantErr(t, `multi[(k, 1), ("", 0)]`, err, backend.ErrInvalidArgument)
-	_, err = s.Truncate(ctx, "", 0)
-	wantErr(t, `truncate("", 0)`, err, backend.ErrInvalidArgument)
+	for _, bad := range []string{"", strings.Repeat("n", backend.MaxShardBytes+1), "a\x00b", "bad\xffutf8"} {
+		name := bad
+		if len(name) > 20 {
+			name = name[:20] + "..."
+		}
+		_, err := s.Head(ctx, bad)
+		wantErr(t, fmt.Sprintf("head(%q)", name), err, backend.ErrInvalidArgument)
+		_, err = s.Scan(ctx, bad, 0, all)
+		wantErr(t, fmt.Sprintf("scan(%q, 0, all)", name), err, backend.ErrInvalidArgument)
+		_, err = s.CompareAndSet(ctx, bad, vd(0, "x"))
+		wantErr(t, fmt.Sprintf("cas(%q, 0)", name), err, backend.ErrInvalidArgument)
+		_, err = s.CompareAndSetMulti(ctx, []backend.CASOp{{Shard: bad, New: vd(0, "x")}})
+		wantErr(t, fmt.Sprintf("multi[(%q, 0)]", name), err, backend.ErrInvalidArgument)
+		// A bad element fails the whole call: the good one is not written.
+		_, err = s.CompareAndSetMulti(ctx, []backend.CASOp{{Shard: "k", New: vd(1, "k1")}, {Shard: bad, New: vd(0, "x")}})
+		wantErr(t, fmt.Sprintf("multi[(k, 1), (%q, 0)]", name), err, backend.ErrInvalidArgument)
+		_, err = s.Truncate(ctx, bad, 0)
+		wantErr(t, fmt.Sprintf("truncate(%q, 0)", name), err, backend.ErrInvalidArgument)
+	}
 
+	// The longest name allowed, with every byte outside ASCII, round-trips.
+	longest := strings.Repeat("é", backend.MaxShardBytes/2)
+	mustCommit(t, ctx, s, longest, vd(0, "l0"))
+	wantHead(t, ctx, s, longest, &backend.VersionedData{SeqNo: 0, Data: []byte("l0")})
 	wantHead(t, ctx, s, "k", &backend.VersionedData{SeqNo: 0, Data: []byte("k0")})
 	wantScan(t, ctx, s, "k", 0, all, []backend.VersionedData{vd(0, "k0")})
-	wantKeys(t, ctx, s, "k")
+	wantKeys(t, ctx, s, "k", longest)
 }
 
 // testLargeValues round-trips incompressible values of 0 B, 1 MiB and 32 MiB.

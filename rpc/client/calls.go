@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"fmt"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 
@@ -12,6 +14,9 @@ import (
 
 // Head implements backend.Consensus.
 func (c *Client) Head(ctx context.Context, shard string) (*backend.VersionedData, error) {
+	if err := encodable(shard); err != nil {
+		return nil, err
+	}
 	resp, err := invoke(ctx, c, "head", read,
 		func(ctx context.Context, cl pb.ProtoPersistConsensusClient, opts ...grpc.CallOption) (*pb.ProtoHeadResponse, error) {
 			return cl.Head(ctx, &pb.ProtoHeadRequest{Shard: shard}, opts...)
@@ -30,6 +35,9 @@ func (c *Client) Head(ctx context.Context, shard string) (*backend.VersionedData
 
 // Scan implements backend.Consensus.
 func (c *Client) Scan(ctx context.Context, shard string, from, limit uint64) ([]backend.VersionedData, error) {
+	if err := encodable(shard); err != nil {
+		return nil, err
+	}
 	resp, err := invoke(ctx, c, "scan", read,
 		func(ctx context.Context, cl pb.ProtoPersistConsensusClient, opts ...grpc.CallOption) (*pb.ProtoScanResponse, error) {
 			return cl.Scan(ctx, &pb.ProtoScanRequest{Shard: shard, From: from, Limit: limit}, opts...)
@@ -43,6 +51,9 @@ func (c *Client) Scan(ctx context.Context, shard string, from, limit uint64) ([]
 
 // CompareAndSet implements backend.Consensus.
 func (c *Client) CompareAndSet(ctx context.Context, shard string, v backend.VersionedData) (bool, error) {
+	if err := encodable(shard); err != nil {
+		return false, err
+	}
 	resp, err := invoke(ctx, c, "compare_and_set", write,
 		func(ctx context.Context, cl pb.ProtoPersistConsensusClient, opts ...grpc.CallOption) (*pb.ProtoCompareAndSetResponse, error) {
 			return cl.CompareAndSet(ctx, &pb.ProtoCompareAndSetRequest{Shard: shard, New: wire.ToProto(v)}, opts...)
@@ -58,6 +69,9 @@ func (c *Client) CompareAndSet(ctx context.Context, shard string, v backend.Vers
 
 // CompareAndSetMulti implements backend.Consensus.
 func (c *Client) CompareAndSetMulti(ctx context.Context, ops []backend.CASOp) ([]bool, error) {
+	if err := validateShards(ops); err != nil {
+		return nil, err
+	}
 	req := &pb.ProtoCompareAndSetMultiRequest{Ops: make([]*pb.ProtoCompareAndSetRequest, len(ops))}
 	for i, op := range ops {
 		req.Ops[i] = &pb.ProtoCompareAndSetRequest{Shard: op.Shard, New: wire.ToProto(op.New)}
@@ -85,6 +99,9 @@ func (c *Client) CompareAndSetMulti(ctx context.Context, ops []backend.CASOp) ([
 // Truncate implements backend.Consensus. A server that does not report a
 // count (the field is optional on the wire) yields 0.
 func (c *Client) Truncate(ctx context.Context, shard string, seqno uint64) (uint64, error) {
+	if err := encodable(shard); err != nil {
+		return 0, err
+	}
 	resp, err := invoke(ctx, c, "truncate", write,
 		func(ctx context.Context, cl pb.ProtoPersistConsensusClient, opts ...grpc.CallOption) (*pb.ProtoTruncateResponse, error) {
 			return cl.Truncate(ctx, &pb.ProtoTruncateRequest{Shard: shard, Seqno: seqno}, opts...)
@@ -107,4 +124,25 @@ func (c *Client) ListKeys(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	return resp.GetOk().GetKeys(), nil
+}
+
+// encodable rejects a shard name that is not UTF-8 before it is sent. The
+// server checks every input, but such a name cannot even be encoded (the
+// protocol's strings are UTF-8), and would fail as a transport error
+// instead of the determinate invalid-argument every other bad input gets.
+func encodable(shard string) error {
+	if utf8.ValidString(shard) {
+		return nil
+	}
+	return backend.ValidateShard(shard)
+}
+
+// validateShards is encodable for every element of a multi-CaS.
+func validateShards(ops []backend.CASOp) error {
+	for i, op := range ops {
+		if err := encodable(op.Shard); err != nil {
+			return fmt.Errorf("element %d: %w", i, err)
+		}
+	}
+	return nil
 }
