@@ -134,6 +134,8 @@ type Metrics struct {
 	// forwardDuration times forwarded calls, from sending to the leader's
 	// answer, by op.
 	forwardDuration *prometheus.HistogramVec
+	// panics counts handler panics recovered into errors, by method.
+	panics *prometheus.CounterVec
 
 	cache *cacheCollector
 
@@ -215,6 +217,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: clusterNamespace, Name: "cache_warmup_head_hit_ratio",
 			Help: "Share of Head calls the cache answered in the first window after this replica last became the ready leader.",
 		}, []string{"window"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: clusterNamespace, Name: "handler_panics_total",
+			Help: "Panics in a call's handler that were recovered into an error for that call, by gRPC method. Any is a bug to report.",
+		}, []string{"method"}),
 		cache: newCacheCollector(),
 	}
 	// Create every known series up front: a series that appears only on
@@ -241,7 +247,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.rpcTotal, m.rpcDuration, m.inflight, m.backingTotal, m.backingDuration,
 		m.raftState, m.raftTerm, m.leaderChanges, m.forwarded, m.fenceEvents, m.ready, m.batchSize,
-		m.batchWait, m.warmup, m.forwardDuration, m.cache,
+		m.batchWait, m.warmup, m.forwardDuration, m.panics, m.cache,
 	)
 	return m
 }
@@ -282,6 +288,10 @@ func (m *Metrics) Forwarded(op, result string, took time.Duration) {
 	m.forwarded.WithLabelValues(op, result).Inc()
 	m.forwardDuration.WithLabelValues(op).Observe(took.Seconds())
 }
+
+// PanicRecovered counts a handler panic that was turned into an error.
+// method is the gRPC method's full name.
+func (m *Metrics) PanicRecovered(method string) { m.panics.WithLabelValues(method).Inc() }
 
 // Fenced counts one fence attempt; result is FenceOK, FenceRefused or
 // FenceError (see FenceResult).

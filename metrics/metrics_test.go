@@ -570,3 +570,17 @@ func TestRegistriesAreIndependent(t *testing.T) {
 	}()
 	metrics.New(a)
 }
+
+func TestPanicsAreCountedByMethod(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	m.PanicRecovered("/mz_persist_committer.ProtoPersistConsensus/Head")
+	m.PanicRecovered("/mz_persist_committer.ProtoPersistConsensus/Head")
+	want := `# HELP committer_handler_panics_total Panics in a call's handler that were recovered into an error for that call, by gRPC method. Any is a bug to report.
+# TYPE committer_handler_panics_total counter
+committer_handler_panics_total{method="/mz_persist_committer.ProtoPersistConsensus/Head"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "committer_handler_panics_total"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -187,11 +187,11 @@ func Start(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("replica %s: %w", cfg.ID, err)
 	}
-	s.grpc = server.New(m.InstrumentRPC(s.replica), server.Config{MaxDataBytes: cfg.MaxDataBytes, DefaultTimeout: cfg.RequestTimeout, Logger: cfg.Logger})
+	s.grpc = server.New(m.InstrumentRPC(s.replica), server.Config{MaxDataBytes: cfg.MaxDataBytes, DefaultTimeout: cfg.RequestTimeout, Logger: cfg.Logger, OnPanic: m.PanicRecovered})
 	adminserver.Register(s.grpc.GRPC(), s.replica)
-	impl, timeout := s.grpc.Consensus()
+	impl, timeout, onPanic := s.grpc.Consensus()
 	s.peer = peerserver.Register(s.grpc.GRPC(), s.replica,
-		&peerserver.Relayed{Desc: &consensuspb.ProtoPersistConsensus_ServiceDesc, Impl: impl, DefaultTimeout: timeout})
+		&peerserver.Relayed{Desc: &consensuspb.ProtoPersistConsensus_ServiceDesc, Impl: impl, DefaultTimeout: timeout, OnPanic: onPanic})
 	go s.serve(func() error { return s.grpc.Serve(s.grpcLis) })
 	if s.httpLis != nil {
 		s.http = &http.Server{Handler: opshttp.Handler(s.replica, s.registry), ReadHeaderTimeout: 10 * time.Second}

@@ -40,8 +40,8 @@ func serveRelay(t *testing.T, store backend.Consensus) *relayServer {
 		t.Fatal(err)
 	}
 	srv := server.New(store, server.Config{})
-	impl, timeout := srv.Consensus()
-	ps := peerserver.Register(srv.GRPC(), termReplica{}, &peerserver.Relayed{Desc: &consensuspb.ProtoPersistConsensus_ServiceDesc, Impl: impl, DefaultTimeout: timeout})
+	impl, timeout, onPanic := srv.Consensus()
+	ps := peerserver.Register(srv.GRPC(), termReplica{}, &peerserver.Relayed{Desc: &consensuspb.ProtoPersistConsensus_ServiceDesc, Impl: impl, DefaultTimeout: timeout, OnPanic: onPanic})
 	rs := &relayServer{addr: lis.Addr().String(), gs: srv.GRPC(), peer: ps, done: make(chan error, 1)}
 	go func() { rs.done <- srv.GRPC().Serve(lis) }()
 	t.Cleanup(srv.GRPC().Stop)
@@ -238,5 +238,31 @@ func TestRelayDrainLetsGracefulStopFinish(t *testing.T) {
 	_, err := c.Head(ctx, "s")
 	if !errors.Is(err, backend.ErrUnavailable) || !backend.IsDeterminate(err) {
 		t.Errorf("head after the stop = %v, want a determinate ErrUnavailable", err)
+	}
+}
+
+// boomStore panics in CompareAndSet on shard "boom", after writing it.
+type boomStore struct{ backend.Consensus }
+
+func (b boomStore) CompareAndSet(ctx context.Context, shard string, v backend.VersionedData) (bool, error) {
+	ok, err := b.Consensus.CompareAndSet(ctx, shard, v)
+	if shard == "boom" {
+		panic("a bug after the write")
+	}
+	return ok, err
+}
+
+// A relayed call whose handler panics fails alone, indeterminate, and the
+// stream goes on carrying calls.
+func TestRelayedPanicFailsOnlyItsCall(t *testing.T) {
+	c := dial(t, serveRelay(t, boomStore{rpctest.OpenBolt(t, bolt.Options{})}).addr)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err := c.CompareAndSet(ctx, "boom", backend.VersionedData{SeqNo: 0, Data: []byte("x")})
+	if err == nil || backend.IsDeterminate(err) {
+		t.Fatalf("relayed cas that panicked = %v, want an indeterminate error", err)
+	}
+	if ok, err := c.CompareAndSet(ctx, "fine", backend.VersionedData{SeqNo: 0, Data: []byte("y")}); err != nil || !ok {
+		t.Fatalf("relayed cas after the panic = %v, %v; want committed", ok, err)
 	}
 }

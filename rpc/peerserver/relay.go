@@ -25,6 +25,10 @@ type Relayed struct {
 	// DefaultTimeout bounds a relayed call that arrived without one, as the
 	// service's own server bounds its calls.
 	DefaultTimeout time.Duration
+	// OnPanic, if set, answers a call whose handler panicked (method is the
+	// relayed method), as the service's own server does; unset, the panic
+	// becomes an Internal error.
+	OnPanic func(method string, p any) error
 }
 
 // relay runs the calls of Relay streams.
@@ -35,6 +39,7 @@ type relay struct {
 	methods        map[string]grpc.MethodDesc
 	impl           any
 	defaultTimeout time.Duration
+	onPanic        func(method string, p any) error
 
 	mu       sync.Mutex
 	draining chan struct{} // closed by Drain
@@ -45,7 +50,13 @@ func newRelay(r Relayed) *relay {
 	for _, m := range r.Desc.Methods {
 		methods["/"+r.Desc.ServiceName+"/"+m.MethodName] = m
 	}
-	return &relay{methods: methods, impl: r.Impl, defaultTimeout: r.DefaultTimeout, draining: make(chan struct{})}
+	onPanic := r.OnPanic
+	if onPanic == nil {
+		onPanic = func(method string, p any) error {
+			return status.Errorf(codes.Internal, "relay: the %s handler panicked: %v", method, p)
+		}
+	}
+	return &relay{methods: methods, impl: r.Impl, defaultTimeout: r.DefaultTimeout, onPanic: onPanic, draining: make(chan struct{})}
 }
 
 // drain makes every Relay stream, open or opened later, tell its sender to
@@ -153,14 +164,22 @@ func (r *relay) callContext(stream context.Context, req *pb.RelayRequest) (conte
 	return context.WithTimeout(ctx, timeout)
 }
 
-// run calls the method's handler and packs its answer.
-func (r *relay) run(ctx context.Context, req *pb.RelayRequest) *pb.RelayResponse {
-	resp := &pb.RelayResponse{Id: req.GetId()}
+// run calls the method's handler and packs its answer. A panic in the
+// handler runs on this goroutine, beyond any interceptor, so it is
+// recovered here.
+func (r *relay) run(ctx context.Context, req *pb.RelayRequest) (resp *pb.RelayResponse) {
+	resp = &pb.RelayResponse{Id: req.GetId()}
 	fail := func(err error) *pb.RelayResponse {
 		st := status.Convert(err)
 		resp.Code, resp.Message = int32(st.Code()), st.Message()
+		resp.Response = nil
 		return resp
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			resp = fail(r.onPanic(req.GetMethod(), p))
+		}
+	}()
 	m, ok := r.methods[req.GetMethod()]
 	if !ok {
 		return fail(status.Errorf(codes.Unimplemented, "relay: unknown method %q", req.GetMethod()))

@@ -24,6 +24,9 @@ type Config struct {
 	// that a black-holed database cannot hold one forever; <= 0 means
 	// DefaultRequestTimeout. Calls with a deadline keep theirs.
 	DefaultTimeout time.Duration
+	// OnPanic, if set, is told of every handler panic the server recovered
+	// (method is the gRPC method's full name), for a metric.
+	OnPanic func(method string)
 }
 
 // DefaultRequestTimeout bounds calls that arrive without a deadline. It is

@@ -3,8 +3,15 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
+	"runtime/debug"
 	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -27,6 +34,7 @@ type Server struct {
 	health    *health.Server
 	consensus *Consensus
 	timeout   time.Duration
+	onPanic   func(method string, p any) error
 }
 
 // New builds a Server over store. opts are appended after the message-limit
@@ -37,19 +45,53 @@ func New(store backend.Consensus, cfg Config, opts ...grpc.ServerOption) *Server
 	if timeout <= 0 {
 		timeout = DefaultRequestTimeout
 	}
-	base := append(wire.ServerOptions(), grpc.ChainUnaryInterceptor(boundWithoutDeadline(timeout)))
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	onPanic := PanicHandler(log, cfg.OnPanic)
+	recovered := func(ctx context.Context, p any) error {
+		method, _ := grpc.Method(ctx)
+		return onPanic(method, p)
+	}
+	base := append(wire.ServerOptions(),
+		grpc.ChainUnaryInterceptor(
+			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(recovered)),
+			boundWithoutDeadline(timeout)),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(recovered))),
+	)
 	gs := grpc.NewServer(append(base, opts...)...)
 	c := NewConsensus(store, cfg)
 	c.Register(gs)
 	hs := RegisterHealthAndReflection(gs)
 	hs.SetServingStatus(ConsensusServiceName, healthpb.HealthCheckResponse_SERVING)
-	return &Server{grpc: gs, health: hs, consensus: c, timeout: timeout}
+	return &Server{grpc: gs, health: hs, consensus: c, timeout: timeout, onPanic: onPanic}
 }
 
-// Consensus returns the consensus service the server carries, and the
-// deadline it gives calls that arrive without one: what another transport
-// (the peer relay) needs to run the same calls the same way.
-func (s *Server) Consensus() (*Consensus, time.Duration) { return s.consensus, s.timeout }
+// Consensus returns the consensus service the server carries, the deadline
+// it gives calls that arrive without one and its panic handler: what
+// another transport (the peer relay) needs to run the same calls the same
+// way.
+func (s *Server) Consensus() (*Consensus, time.Duration, func(method string, p any) error) {
+	return s.consensus, s.timeout, s.onPanic
+}
+
+// PanicHandler turns a panic in a call's handler into that call's error
+// instead of a crashed replica: it logs the panic with its stack, tells
+// onPanic (if set) and answers Internal. Call it from the deferred recover
+// of the goroutine that panicked, so that the stack is the panic's. The call may have acted before it panicked, so
+// the answer must not say it did not: an Internal status from a call that
+// reached the server is indeterminate to the Go client (docs/architecture.md
+// §2.4).
+func PanicHandler(log *slog.Logger, onPanic func(method string)) func(method string, p any) error {
+	return func(method string, p any) error {
+		log.Error("a call's handler panicked; the call fails, the replica goes on", "method", method, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		if onPanic != nil {
+			onPanic(method)
+		}
+		return status.Errorf(codes.Internal, "committer: the %s handler failed unexpectedly (%v); the outcome of the call is unknown", method, p)
+	}
+}
 
 // boundWithoutDeadline gives a call that arrived without a deadline one of
 // d, for every service on the server.
