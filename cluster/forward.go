@@ -56,6 +56,8 @@ type request struct {
 // leader" or "not ready" before acting) fails determinate; a forwarded write
 // whose call broke after it was sent stays indeterminate.
 func (r *Replica) forward(ctx context.Context, req request) error {
+	ctx, cancel := answerBy(ctx)
+	defer cancel()
 	forwarded := isForwarded(ctx)
 	var lastErr error
 	// note records why an attempt did nothing. A fenced attempt says most
@@ -147,6 +149,25 @@ func (r *Replica) forward(ctx context.Context, req request) error {
 		}
 		return err
 	}
+}
+
+// answerMargin bounds how much earlier than its caller's deadline a call
+// gives up here (a tenth of the time left, at most this).
+const answerMargin = 250 * time.Millisecond
+
+// answerBy shortens ctx's deadline a little, so that the answer this
+// replica gives when its time runs out (a held call's determinate "no
+// leader known", a forwarded call's own answer) reaches the caller before
+// the caller's deadline. Otherwise the caller sees only its own
+// DeadlineExceeded, which for a write means "may have happened", and a call
+// that provably did nothing could not be sent to another replica.
+func answerBy(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return ctx, func() {}
+	}
+	margin := min(answerMargin, time.Until(deadline)/10)
+	return context.WithDeadline(ctx, deadline.Add(-margin))
 }
 
 // heldTooLong turns an expired hold into the error of the last attempt, which

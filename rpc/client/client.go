@@ -236,14 +236,27 @@ func invoke[R any](ctx context.Context, c *Client, op string, kind callKind,
 		if attempt > 0 && !c.pause(ctx, attempt) {
 			break
 		}
+		if attempt > 0 && kind == write && lastErr != nil && backend.IsDeterminate(lastErr) && !timeLeft(ctx, minWriteAttempt) {
+			break
+		}
 		var cc grpc.ClientConnInterface
 		var err error
 		if addr, cc, err = c.pick(addr, hint); err != nil {
 			return zero, err
 		}
 		actx, d := wire.TrackDelivery(ctx)
+		cancelAttempt := context.CancelFunc(func() {})
+		if c.cfg.attemptTimeout > 0 {
+			actx, cancelAttempt = context.WithTimeout(actx, c.cfg.attemptTimeout)
+		}
 		var header, trailer metadata.MD
 		resp, err := call(actx, pb.NewProtoPersistConsensusClient(cc), grpc.Header(&header), grpc.Trailer(&trailer))
+		if err != nil && contextError(actx) != nil && contextError(ctx) == nil {
+			// The attempt's own time ran out, not the call's: say so, and
+			// keep it matchable as a deadline.
+			err = fmt.Errorf("%w (attempt timeout %v: %w)", err, c.cfg.attemptTimeout, context.DeadlineExceeded)
+		}
+		cancelAttempt()
 		hint = leaderHint(header, trailer)
 		var retry bool
 		if err != nil {
@@ -284,6 +297,12 @@ func transportError(ctx context.Context, op, addr string, kind callKind, mayHave
 		// Reads have no effect, so an unknown outcome is harmless to retry.
 		return backend.Indeterminatef("%s via %s: %w", op, addr, err), kind == read
 	}
+}
+
+// timeLeft reports whether ctx has at least d before its deadline.
+func timeLeft(ctx context.Context, d time.Duration) bool {
+	deadline, ok := ctx.Deadline()
+	return !ok || time.Until(deadline) >= d
 }
 
 // contextError is ctx.Err(), or DeadlineExceeded once the deadline has

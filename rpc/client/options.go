@@ -13,6 +13,14 @@ const (
 	DefaultCallTimeout = 30 * time.Second
 	// DefaultMaxAttempts bounds the attempts of one call.
 	DefaultMaxAttempts = 5
+	// DefaultAttemptTimeout bounds one attempt, so that a call whose
+	// replica stopped answering (paused, or cut off with its connection
+	// still open) moves on to another within the call's time.
+	DefaultAttemptTimeout = 10 * time.Second
+	// minWriteAttempt: a write is not sent again with less time left than
+	// this, since an attempt the deadline cuts short is indeterminate and
+	// would replace the determinate answer of the one before.
+	minWriteAttempt = 100 * time.Millisecond
 	// DefaultInitialBackoff and DefaultMaxBackoff bound the pause between
 	// attempts; it doubles from the first to the second, with jitter.
 	DefaultInitialBackoff = 25 * time.Millisecond
@@ -24,6 +32,7 @@ const (
 
 type config struct {
 	callTimeout    time.Duration
+	attemptTimeout time.Duration // 0: none
 	maxAttempts    int
 	initialBackoff time.Duration
 	maxBackoff     time.Duration
@@ -36,6 +45,7 @@ type config struct {
 func defaultConfig() config {
 	return config{
 		callTimeout:    DefaultCallTimeout,
+		attemptTimeout: DefaultAttemptTimeout,
 		maxAttempts:    DefaultMaxAttempts,
 		initialBackoff: DefaultInitialBackoff,
 		maxBackoff:     DefaultMaxBackoff,
@@ -62,6 +72,14 @@ func WithCallTimeout(d time.Duration) Option {
 			c.callTimeout = d
 		}
 	}
+}
+
+// WithAttemptTimeout bounds each attempt of a call to d (within the call's
+// own deadline); d <= 0 lets every attempt run until the call's deadline.
+// A read that times out goes on to the next replica; a write whose request
+// may have been delivered is never sent again, and fails indeterminate.
+func WithAttemptTimeout(d time.Duration) Option {
+	return func(c *config) { c.attemptTimeout = max(0, d) }
 }
 
 // WithMaxAttempts bounds the attempts of one call (1 disables retries);
