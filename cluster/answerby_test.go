@@ -23,6 +23,16 @@ func TestAHeldWriteIsAnsweredBeforeTheCallersDeadline(t *testing.T) {
 			tc.stop(nd)
 		}
 	}
+	// The stopped leader may have handed leadership to alone, which then
+	// leads until its lease runs out without a quorum; from then on it can
+	// never lead again.
+	deadline := time.Now().Add(15 * time.Second)
+	for alone.replica.IsLeader() || alone.replica.LeaderKnown() {
+		if time.Now().After(deadline) {
+			t.Fatal("the lone replica still leads, or knows a leader, 15s after the others stopped")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	c, err := client.New([]string{alone.grpcAddr}, client.WithLogger(quiet()), client.WithMaxAttempts(1))
 	if err != nil {
 		t.Fatal(err)
