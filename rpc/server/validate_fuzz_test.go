@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
@@ -111,7 +112,17 @@ func shardProblems(shard string) []string {
 	if shard == "" {
 		return []string{"empty shard name"}
 	}
-	return nil
+	var problems []string
+	if len(shard) > 1024 {
+		problems = append(problems, "exceeds the limit of 1024 bytes")
+	}
+	if !utf8.ValidString(shard) {
+		problems = append(problems, "is not valid UTF-8")
+	}
+	if strings.Contains(shard, "\x00") {
+		problems = append(problems, "contains a NUL byte")
+	}
+	return problems
 }
 
 func seqnoProblems(seqno uint64) []string {
