@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -245,16 +246,28 @@ func invoke[R any](ctx context.Context, c *Client, op string, kind callKind,
 			return zero, err
 		}
 		actx, d := wire.TrackDelivery(ctx)
-		cancelAttempt := context.CancelFunc(func() {})
+		actx, cancelAttempt := context.WithCancel(actx)
+		var cut atomic.Bool
 		if c.cfg.attemptTimeout > 0 {
-			actx, cancelAttempt = context.WithTimeout(actx, c.cfg.attemptTimeout)
+			timer := time.AfterFunc(c.cfg.attemptTimeout, func() {
+				// Only an attempt nothing answered yet is cut, and a write
+				// only while its request cannot have arrived: a delivered
+				// write cannot be sent again, so cutting it would only trade
+				// a possible success for an earlier "unknown".
+				if d.Answered() || (kind == write && d.MayHaveArrived()) {
+					return
+				}
+				cut.Store(true)
+				cancelAttempt()
+			})
+			defer timer.Stop()
 		}
 		var header, trailer metadata.MD
 		resp, err := call(actx, pb.NewProtoPersistConsensusClient(cc), grpc.Header(&header), grpc.Trailer(&trailer))
-		if err != nil && contextError(actx) != nil && contextError(ctx) == nil {
+		if err != nil && cut.Load() && contextError(ctx) == nil {
 			// The attempt's own time ran out, not the call's: say so, and
 			// keep it matchable as a deadline.
-			err = fmt.Errorf("%w (attempt timeout %v: %w)", err, c.cfg.attemptTimeout, context.DeadlineExceeded)
+			err = fmt.Errorf("%w (no answer within the attempt timeout %v: %w)", err, c.cfg.attemptTimeout, context.DeadlineExceeded)
 		}
 		cancelAttempt()
 		hint = leaderHint(header, trailer)

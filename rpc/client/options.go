@@ -13,9 +13,10 @@ const (
 	DefaultCallTimeout = 30 * time.Second
 	// DefaultMaxAttempts bounds the attempts of one call.
 	DefaultMaxAttempts = 5
-	// DefaultAttemptTimeout bounds one attempt, so that a call whose
-	// replica stopped answering (paused, or cut off with its connection
-	// still open) moves on to another within the call's time.
+	// DefaultAttemptTimeout bounds how long an attempt may go unanswered,
+	// so that a call whose replica stopped answering (paused, or cut off
+	// with its connection still open) moves on to another within the
+	// call's time (WithAttemptTimeout).
 	DefaultAttemptTimeout = 10 * time.Second
 	// minWriteAttempt: a write is not sent again with less time left than
 	// this, since an attempt the deadline cuts short is indeterminate and
@@ -74,10 +75,12 @@ func WithCallTimeout(d time.Duration) Option {
 	}
 }
 
-// WithAttemptTimeout bounds each attempt of a call to d (within the call's
-// own deadline); d <= 0 lets every attempt run until the call's deadline.
-// A read that times out goes on to the next replica; a write whose request
-// may have been delivered is never sent again, and fails indeterminate.
+// WithAttemptTimeout gives up an attempt that nothing answered within d
+// and goes on to the next replica: a read at once, a write only while its
+// request cannot have been delivered (waiting for a connection). A write
+// that may have been delivered is never sent again, so it keeps the call's
+// deadline; an attempt the server has begun to answer is never cut, however
+// large its answer. d <= 0 turns this off.
 func WithAttemptTimeout(d time.Duration) Option {
 	return func(c *config) { c.attemptTimeout = max(0, d) }
 }

@@ -114,6 +114,7 @@ func (r *relayConn) Invoke(ctx context.Context, method string, args, reply any, 
 	wire.NoteSent(ctx)
 	select {
 	case resp := <-answer:
+		wire.NoteAnswered(ctx)
 		if resp.GetCode() != 0 {
 			return status.Error(codes.Code(resp.GetCode()), resp.GetMessage())
 		}

@@ -14,7 +14,13 @@ import (
 type Delivery struct {
 	tracked        atomic.Bool
 	mayHaveArrived atomic.Bool
+	answered       atomic.Bool
 }
+
+// Answered reports whether the server has begun to answer (its response
+// headers arrived): it is working on the call, however long the rest
+// takes.
+func (d *Delivery) Answered() bool { return d.answered.Load() }
 
 // MayHaveArrived reports whether the request may have reached a server. It is
 // true, conservatively, when the connection does not track delivery (it was
@@ -47,11 +53,15 @@ func (deliveryTracker) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.
 }
 
 func (deliveryTracker) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	if _, ok := s.(*stats.OutHeader); !ok {
+	d, ok := ctx.Value(deliveryKey{}).(*Delivery)
+	if !ok {
 		return
 	}
-	if d, ok := ctx.Value(deliveryKey{}).(*Delivery); ok {
+	switch s.(type) {
+	case *stats.OutHeader:
 		d.mayHaveArrived.Store(true)
+	case *stats.InHeader:
+		d.answered.Store(true)
 	}
 }
 
@@ -76,5 +86,12 @@ func NoteAttempt(ctx context.Context) {
 func NoteSent(ctx context.Context) {
 	if d, ok := ctx.Value(deliveryKey{}).(*Delivery); ok {
 		d.mayHaveArrived.Store(true)
+	}
+}
+
+// NoteAnswered: see NoteAttempt and Delivery.Answered.
+func NoteAnswered(ctx context.Context) {
+	if d, ok := ctx.Value(deliveryKey{}).(*Delivery); ok {
+		d.answered.Store(true)
 	}
 }
