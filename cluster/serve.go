@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/hacommit/committer/backend"
+	"github.com/hacommit/committer/internal/faultdelay"
 	"github.com/hacommit/committer/metrics"
 )
 
@@ -53,6 +54,9 @@ func (r *Replica) onReadyLeader(kind opKind, run func(context.Context, backend.C
 		}
 		r.setLeaderHeader(ctx, r.cfg.GRPCAddr)
 		err := run(ctx, lt.store)
+		if kind == opWrite && isForwarded(ctx) {
+			r.cfg.FaultDelays.Wait(ctx, faultdelay.ForwardedWriteDone)
+		}
 		if errors.Is(err, backend.ErrFenced) {
 			// Fenced writes change nothing, so the request may go on to the
 			// leader of the later term (or to this replica's own later

@@ -215,7 +215,7 @@ func TestEnvironmentAndFlagErrors(t *testing.T) {
 		{"positive request timeout", nil, []string{"serve", "--backend", "bolt:///x", "--request-timeout", "0s"},
 			"--request-timeout must be positive, got 0s"},
 		{"unknown fault delay point", nil, []string{"serve", "--backend", "bolt:///x", "--fault-delay", "apply=1s"},
-			`--fault-delay: fault delay "apply=1s": unknown point "apply" (known: read-round-decided, leadership-lost)`},
+			`--fault-delay: fault delay "apply=1s": unknown point "apply" (known: read-round-decided, leadership-lost, forwarded-write-done)`},
 		{"fault delay without a duration", nil, []string{"serve", "--backend", "bolt:///x", "--fault-delay", "leadership-lost"},
 			`--fault-delay: fault delay "leadership-lost": want POINT=DURATION`},
 		{"positive batch limits", nil, []string{"serve", "--backend", "bolt:///x", "--batch-max-in-flight", "0"},

@@ -114,6 +114,12 @@ func canaries() []canary {
 			Name:        "determinate-forward-errors",
 			Description: "followers report a forwarded write whose call broke after it was sent as determinate unavailable (--unsafe-determinate-forward-errors); when the leader is killed after committing, the client retries or records a failure, and the checker sees a version no successful write produced",
 			ServeFlags:  []string{"--unsafe-determinate-forward-errors"},
+			// The leader holds every forwarded write's answer 50 ms after
+			// it committed, so that the kill finds writes in that window
+			// (the relay stream made the window too short to hit
+			// reliably); its control, with the same delay and no unsafe
+			// flag, must pass.
+			FaultDelays: []string{"--fault-delay=forwarded-write-done=50ms"},
 			Nemesis:     string(nemesis.KillLeader),
 			// The anomaly needs a forwarded write between its commit and its
 			// answer at the moment of the kill; twice the default workers

@@ -25,8 +25,15 @@ const ReadRoundDecided Point = "read-round-decided"
 // behind it, as they would for a replica slow to notice.
 const LeadershipLost Point = "leadership-lost"
 
+// ForwardedWriteDone is the moment the leader has finished a write a
+// follower forwarded to it, before the answer goes back. A delay here
+// stands for a leader that dies, or is descheduled, between committing a
+// forwarded write and answering it: the follower that sent it must then
+// report the write as indeterminate, never as not done.
+const ForwardedWriteDone Point = "forwarded-write-done"
+
 // Points lists every point, in the order the flag's help names them.
-func Points() []Point { return []Point{ReadRoundDecided, LeadershipLost} }
+func Points() []Point { return []Point{ReadRoundDecided, LeadershipLost, ForwardedWriteDone} }
 
 // Delays maps points to how long a replica waits there. The zero value
 // delays nothing.

@@ -22,7 +22,7 @@ func TestParse(t *testing.T) {
 	}
 	for spec, want := range map[string]string{
 		"read-round-decided":      `fault delay "read-round-decided": want POINT=DURATION`,
-		"apply=1s":                `fault delay "apply=1s": unknown point "apply" (known: read-round-decided, leadership-lost)`,
+		"apply=1s":                `fault delay "apply=1s": unknown point "apply" (known: read-round-decided, leadership-lost, forwarded-write-done)`,
 		"read-round-decided=soon": `fault delay "read-round-decided=soon": time: invalid duration "soon"`,
 		"read-round-decided=0s":   `fault delay "read-round-decided=0s": the duration must be positive`,
 		"read-round-decided=-1s":  `fault delay "read-round-decided=-1s": the duration must be positive`,
