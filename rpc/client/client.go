@@ -248,6 +248,7 @@ func invoke[R any](ctx context.Context, c *Client, op string, kind callKind,
 		actx, d := wire.TrackDelivery(ctx)
 		actx, cancelAttempt := context.WithCancel(actx)
 		var cut atomic.Bool
+		stopTimer := func() bool { return false }
 		if c.cfg.attemptTimeout > 0 {
 			timer := time.AfterFunc(c.cfg.attemptTimeout, func() {
 				// Only an attempt nothing answered yet is cut, and a write
@@ -260,10 +261,11 @@ func invoke[R any](ctx context.Context, c *Client, op string, kind callKind,
 				cut.Store(true)
 				cancelAttempt()
 			})
-			defer timer.Stop()
+			stopTimer = timer.Stop
 		}
 		var header, trailer metadata.MD
 		resp, err := call(actx, pb.NewProtoPersistConsensusClient(cc), grpc.Header(&header), grpc.Trailer(&trailer))
+		stopTimer()
 		if err != nil && cut.Load() && contextError(ctx) == nil {
 			// The attempt's own time ran out, not the call's: say so, and
 			// keep it matchable as a deadline.

@@ -33,16 +33,15 @@ type Relayed struct {
 
 // relay runs the calls of Relay streams.
 //
-// Lock order: relay.mu is never held while a stream's sendMu is, nor the
-// other way round.
+// Lock order: a stream's sendMu and callMu are each taken alone.
 type relay struct {
 	methods        map[string]grpc.MethodDesc
 	impl           any
 	defaultTimeout time.Duration
 	onPanic        func(method string, p any) error
 
-	mu       sync.Mutex
-	draining chan struct{} // closed by Drain
+	drainOnce sync.Once
+	draining  chan struct{} // closed by drain
 }
 
 func newRelay(r Relayed) *relay {
@@ -64,13 +63,7 @@ func newRelay(r Relayed) *relay {
 // graceful stop of the server does not wait for streams that would
 // otherwise stay open for as long as the sender lives.
 func (r *relay) drain() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	select {
-	case <-r.draining:
-	default:
-		close(r.draining)
-	}
+	r.drainOnce.Do(func() { close(r.draining) })
 }
 
 // Relay serves one stream. Every request runs in its own goroutine on a
