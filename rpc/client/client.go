@@ -308,6 +308,13 @@ func transportError(ctx context.Context, op, addr string, kind callKind, mayHave
 	case status.Code(err) == codes.Unimplemented:
 		// The server rejected the method before running anything.
 		return backend.Determinatef("%s via %s: %w", op, addr, err), false
+	case status.Code(err) == codes.PermissionDenied, status.Code(err) == codes.ResourceExhausted:
+		// Refused by the server's admission control (rpc/admission) or
+		// its message limit, before any handler ran. Another replica
+		// would refuse a permission the same way, and retrying an
+		// overloaded connection at once adds to the load: the caller
+		// decides.
+		return backend.Determinatef("%s via %s: %w", op, addr, err), false
 	default:
 		// Reads have no effect, so an unknown outcome is harmless to retry.
 		return backend.Indeterminatef("%s via %s: %w", op, addr, err), kind == read

@@ -1,10 +1,12 @@
 package client
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 const (
@@ -113,6 +115,14 @@ func WithBackoff(initial, max time.Duration) Option {
 // grpc.WithTransportCredentials replaces plaintext with TLS.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(c *config) { c.dialOptions = append(c.dialOptions, opts...) }
+}
+
+// WithTLS dials every endpoint with TLS configured by cfg (server
+// verification, and a client certificate where the replicas verify
+// clients) instead of plaintext. Build cfg from PEM files with
+// tlsconfig.Client, as the committer CLI's --cacert, --cert and --key do.
+func WithTLS(cfg *tls.Config) Option {
+	return WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 }
 
 // WithLogger sets where retries and endpoint changes are logged; nil keeps
