@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // commandVersion is the version written into every command. A replica refuses
@@ -20,6 +21,10 @@ const (
 	OpSetHotShards Op = "set_hot_shards"
 	// OpSetClusterID names the cluster once: the first one applied wins.
 	OpSetClusterID Op = "set_cluster_id"
+	// OpRetainMembers forgets every member record but the listed ones:
+	// recovery from a lost quorum applies it, so that the records match the
+	// rewritten configuration (docs/architecture.md §8.3).
+	OpRetainMembers Op = "retain_members"
 )
 
 // Command is one entry of the Raft log.
@@ -31,6 +36,7 @@ type Command struct {
 	Epoch     *Epoch   `json:"epoch,omitempty"`
 	HotShards []string `json:"hot_shards,omitempty"`
 	ClusterID string   `json:"cluster_id,omitempty"`
+	MemberIDs []string `json:"member_ids,omitempty"`
 }
 
 // ErrUnsupportedVersion is returned for a command or snapshot written by a
@@ -49,6 +55,12 @@ func RecordEpoch(e Epoch) []byte { return encode(Command{Op: OpRecordEpoch, Epoc
 // SetClusterID returns the encoded command that names the cluster, unless it
 // already has a name.
 func SetClusterID(id string) []byte { return encode(Command{Op: OpSetClusterID, ClusterID: id}) }
+
+// RetainMembers returns the encoded command that forgets the records of every
+// member not in ids.
+func RetainMembers(ids []string) []byte {
+	return encode(Command{Op: OpRetainMembers, MemberIDs: ids})
+}
 
 // SetHotShards returns the encoded command that replaces the hot-shard hints.
 func SetHotShards(shards []string) []byte {
@@ -91,6 +103,12 @@ func Decode(b []byte) (Command, error) {
 	case OpSetClusterID:
 		if c.ClusterID == "" {
 			return Command{}, fmt.Errorf("fsm: %s without an id", c.Op)
+		}
+	case OpRetainMembers:
+		// An empty list would forget every member, which no configuration
+		// (it always has a voter) asks for.
+		if len(c.MemberIDs) == 0 || slices.Contains(c.MemberIDs, "") {
+			return Command{}, fmt.Errorf("fsm: %s needs member ids", c.Op)
 		}
 	default:
 		return Command{}, fmt.Errorf("fsm: unknown op %q", c.Op)

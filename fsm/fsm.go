@@ -60,6 +60,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 		f.state.Members[c.Member.ID] = *c.Member
 	case OpRemoveMember:
 		delete(f.state.Members, c.MemberID)
+	case OpRetainMembers:
+		for id := range f.state.Members {
+			if !slices.Contains(c.MemberIDs, id) {
+				delete(f.state.Members, id)
+			}
+		}
 	case OpRecordEpoch:
 		f.state.Epochs = append(f.state.Epochs, *c.Epoch)
 		if n := len(f.state.Epochs); n > MaxEpochs {

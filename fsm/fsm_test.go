@@ -118,6 +118,8 @@ func TestRejectsNewerAndMalformed(t *testing.T) {
 		`{"v":1,"op":"set_member"}`,
 		`{"v":1,"op":"remove_member"}`,
 		`{"v":1,"op":"record_epoch"}`,
+		`{"v":1,"op":"retain_members"}`,
+		`{"v":1,"op":"retain_members","member_ids":["a",""]}`,
 		`not json`,
 	} {
 		res := f.Apply(&raft.Log{Type: raft.LogCommand, Data: []byte(cmd)}).(ApplyResult)
@@ -162,5 +164,34 @@ func TestChangedIsClosedOnApply(t *testing.T) {
 	case <-ch:
 	default:
 		t.Fatal("not closed after a change")
+	}
+}
+
+// RetainMembers forgets exactly the records outside its list; ids it names
+// without a record stay unrecorded, and nothing else in the state changes.
+func TestRetainMembers(t *testing.T) {
+	f := New()
+	a := Member{ID: "a", RaftAddr: "127.0.0.1:1", GRPCAddr: "127.0.0.1:2"}
+	b := Member{ID: "b", RaftAddr: "127.0.0.1:3"}
+	c := Member{ID: "c", RaftAddr: "127.0.0.1:4"}
+	for _, m := range []Member{a, b, c} {
+		apply(t, f, SetMember(m))
+	}
+	apply(t, f, RecordEpoch(Epoch{Term: 7, LeaderID: "b"}))
+	apply(t, f, SetClusterID("c-1"))
+	apply(t, f, SetHotShards([]string{"x"}))
+	apply(t, f, RetainMembers([]string{"a", "d"}))
+	want := State{
+		ClusterID: "c-1",
+		Members:   map[string]Member{"a": a},
+		Epochs:    []Epoch{{Term: 7, LeaderID: "b"}},
+		HotShards: []string{"x"},
+	}
+	if got := f.State(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("state = %+v, want %+v", got, want)
+	}
+	cmd, err := Decode(RetainMembers([]string{"a", "d"}))
+	if err != nil || cmd.Op != OpRetainMembers || !reflect.DeepEqual(cmd.MemberIDs, []string{"a", "d"}) {
+		t.Fatalf("decode = %+v, %v", cmd, err)
 	}
 }
