@@ -15,13 +15,22 @@ GRPCURL_VERSION := v1.9.4
 TEST_TIMEOUT ?= 20m
 TEST_FLAGS ?= -race -count=1 -timeout $(TEST_TIMEOUT)
 
-.PHONY: help build test lint proto proto-check run clean tools
+.PHONY: help build test lint proto proto-check run clean tools docs
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
+# The build's version and revision, linked into the binary (committer version,
+# committer_build_info). Builds here run with -buildvcs=false, so git is asked
+# directly; without git (or outside a checkout) both stay empty and the binary
+# falls back to what the Go toolchain recorded, or "unknown".
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILDINFO := github.com/hacommit/committer/metrics
+LDFLAGS := -X '$(BUILDINFO).linkedVersion=$(VERSION)' -X '$(BUILDINFO).linkedRevision=$(REVISION)'
+
 build: ## build bin/committer
-	$(GO) build -o $(BIN)/committer ./cmd/committer
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/committer ./cmd/committer
 
 test: lint ## run every test (race detector on, real PostgreSQL)
 	$(GO) test $(TEST_FLAGS) ./...
@@ -30,6 +39,9 @@ lint: ## go vet and gofmt
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+docs: ## regenerate docs/flags.md from the CLI itself
+	$(GO) run ./cmd/committer docs > docs/flags.md
 
 run: build ## run a local 3-replica cluster on the embedded backend
 	$(BIN)/committer dev

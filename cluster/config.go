@@ -121,6 +121,9 @@ type Config struct {
 	// Coalesce bounds the leader's write batches (package coalesce); its
 	// Observe is set by the replica.
 	Coalesce coalesce.Config
+	// Autopilot tunes staged joins and dead-server cleanup on the leader
+	// (docs/architecture.md §8.1); zero fields take the defaults.
+	Autopilot AutopilotConfig
 	// UnsafeSkipFence makes a new leader serve without fencing the backend.
 	// It exists only so the correctness harness can prove it catches the
 	// resulting anomalies; never set it in production.
@@ -149,6 +152,9 @@ type Config struct {
 	// The cache's canary is Cache.UnsafeSkipGeneration (package cache): the
 	// leader builds each term's cache from Cache alone.
 
+	// RaftTLS, if set, makes every Raft connection mutual TLS with the
+	// peer identity (package internal/tlsconfig builds it).
+	RaftTLS *RaftTLS
 	// PeerDialer connects to other replicas for forwarding and membership
 	// calls (package rpc/peer over gRPC). The replica owns it and closes it.
 	PeerDialer PeerDialer
@@ -210,6 +216,9 @@ func (c *Config) validate() error {
 		}
 	}
 	if _, err := ParseReadConsistency(string(c.ReadConsistency)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Autopilot.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -153,7 +153,10 @@ func (r *Replica) Members() ([]MemberStatus, uint64, error) {
 }
 
 // AddVoter adds m as a voter, or updates its addresses if it is a member.
-// On a follower the call runs on the leader.
+// A new member joins as a staged non-voter, which the leader's autopilot
+// promotes once it has caught up and stayed healthy for the stabilization
+// time (docs/architecture.md §8.1). On a follower the call runs on the
+// leader.
 func (r *Replica) AddVoter(ctx context.Context, m fsm.Member) (uint64, error) {
 	return r.addVoter(ctx, m, nil)
 }
@@ -178,19 +181,24 @@ func (r *Replica) addVoterHere(m fsm.Member) (uint64, error) {
 		return 0, err
 	}
 	index := cfg.Index()
-	present := false
-	for _, s := range cfg.Configuration().Servers {
-		if string(s.ID) == m.ID && string(s.Address) == m.RaftAddr && s.Suffrage == raft.Voter {
-			present = true
-		}
-	}
-	if !present {
-		f := r.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, raftOpTimeout)
+	// A member at its address, voter or staged, is left as it is: only
+	// autopilot promotes, so a repeated add cannot skip the staging.
+	servers := cfg.Configuration().Servers
+	i := slices.IndexFunc(servers, func(s raft.Server) bool { return string(s.ID) == m.ID })
+	if i < 0 || string(servers[i].Address) != m.RaftAddr {
+		// AddNonvoter adds a new member as a non-voter, and only updates
+		// the address of a member that has one already (a voter stays a
+		// voter).
+		f := r.raft.AddNonvoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, raftOpTimeout)
 		if err := f.Error(); err != nil {
-			return 0, fmt.Errorf("add voter %s: %w", m.ID, err)
+			return 0, fmt.Errorf("add member %s: %w", m.ID, err)
 		}
 		index = f.Index()
-		r.log.Info("added voter", "id", m.ID, "raft_addr", m.RaftAddr)
+		if i < 0 {
+			r.log.Info("added a staged member; autopilot promotes it to voter once it is stable", "id", m.ID, "raft_addr", m.RaftAddr)
+		} else {
+			r.log.Info("updated a member's raft address", "id", m.ID, "raft_addr", m.RaftAddr, "suffrage", servers[i].Suffrage.String())
+		}
 	}
 	if cur, ok := r.fsm.Member(m.ID); !ok || cur != m {
 		f := r.raft.Apply(fsm.SetMember(m), raftOpTimeout)
@@ -395,13 +403,21 @@ func (r *Replica) registerSelf() {
 			if inConfig || recorded {
 				r.wasMember.Store(true)
 			}
-			r.removed.Store(!inConfig && r.wasMember.Load())
+			if removed := !inConfig && r.wasMember.Load(); r.removed.Swap(removed) != removed {
+				r.kickHealth() // Raft observes no event for it
+			}
 			joining := r.joinOnStart && !inConfig && !r.wasMember.Load()
 			if (inConfig && (!recorded || cur != self) && !r.leaving.Load()) || joining {
 				ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 				err := r.register(ctx, self)
 				cancel()
-				if err != nil {
+				switch {
+				case err == nil:
+				case joining:
+					// Not a member yet: the operator needs to see why
+					// (a refused certificate, an unreachable --join).
+					r.log.Warn("joining the cluster failed; retrying", "via", r.cfg.Join, "err", err)
+				default:
 					r.log.Debug("registering this replica", "err", err)
 				}
 			}

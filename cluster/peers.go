@@ -38,6 +38,9 @@ type PeerClient interface {
 	// LastLeaderContact is how long ago the peer last heard from the
 	// leader, as the peer itself reports; negative when it does not know.
 	LastLeaderContact(ctx context.Context) (time.Duration, error)
+	// ServerStats asks the peer for its own view of its Raft log, for the
+	// leader's autopilot; the asking leader names its own term and id.
+	ServerStats(ctx context.Context, leaderTerm uint64, leaderID string) (ServerStats, error)
 }
 
 // PeerDialer hands out connections to other replicas by gRPC address. A

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,6 +94,12 @@ type Replica struct {
 	coalescers []*coalesce.Coalescer
 	wg         sync.WaitGroup
 	closed     atomic.Bool
+
+	// health wakes watchRaft and its waiters (health.go).
+	health health
+
+	// pilot runs raft-autopilot while this replica leads (autopilot.go).
+	pilot *pilot
 }
 
 // Open starts a replica: Raft on its data dir, bootstrap or join as the
@@ -129,6 +134,7 @@ func Open(cfg Config) (*Replica, error) {
 		notifyCh: make(chan bool, 16),
 		kick:     make(chan struct{}, 1),
 		readyCh:  make(chan struct{}),
+		health:   newHealth(),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.peers = cfg.PeerDialer
@@ -142,17 +148,21 @@ func Open(cfg Config) (*Replica, error) {
 	if cfg.Metrics != nil {
 		cfg.Metrics.ObserveCache(r.cacheStats)
 	}
+	r.registerObserver()
 	r.wg.Add(5)
 	go r.consumeNotifications()
 	go r.lifecycle()
 	go r.registerSelf()
-	go r.reportMetrics()
+	go r.watchRaft()
 	go r.recordHotShards()
+	r.pilot = newPilot(r)
+	r.wg.Add(1)
+	go r.pilot.run()
 	return r, nil
 }
 
 func (r *Replica) startRaft() (err error) {
-	stores, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(r.cfg.DataDir, "raft.db")})
+	stores, err := raftboltdb.New(raftboltdb.Options{Path: raftStorePath(r.cfg.DataDir)})
 	if err != nil {
 		return fmt.Errorf("raft store: %w", err)
 	}
@@ -164,11 +174,11 @@ func (r *Replica) startRaft() (err error) {
 	// Raft's own lines go through the replica's logger, so they obey its
 	// level and format (JSON stays JSON).
 	hlog := hclogslog.New(r.log, "raft")
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(r.cfg.DataDir, 3, hlog)
+	snaps, err := openSnapshots(r.cfg.DataDir, hlog)
 	if err != nil {
 		return fmt.Errorf("raft snapshots: %w", err)
 	}
-	stream, err := newStreamLayer(r.cfg.RaftBind, r.cfg.RaftAdvertise)
+	stream, err := newStreamLayer(r.cfg.RaftBind, r.cfg.RaftAdvertise, r.cfg.RaftTLS)
 	if err != nil {
 		return err
 	}
@@ -195,6 +205,9 @@ func (r *Replica) startRaft() (err error) {
 	// The FSM is a few kilobytes: snapshot often so restarts replay little.
 	rc.SnapshotThreshold = 1024
 	rc.TrailingLogs = 1024
+	// Per-peer metrics only as labels (committer_raft_replication_*{peer_id}), not
+	// also as one metric name per peer.
+	rc.NoLegacyTelemetry = true
 
 	existing, err := raft.HasExistingState(stores, stores, snaps)
 	if err != nil {
@@ -459,37 +472,21 @@ func (r *Replica) establish(term uint64) error {
 	r.lifeMu.Unlock()
 	r.log.Info("ready leader", "term", term, "fenced", !r.cfg.UnsafeSkipFence, "took", time.Since(start))
 
-	// Record the epoch and this replica's addresses; not needed for safety
-	// (the backend's fence is), but it tells operators and followers.
-	f := r.raft.Apply(fsm.RecordEpoch(fsm.Epoch{Term: term, LeaderID: r.cfg.ID}), raftOpTimeout)
-	if err := f.Error(); err != nil {
-		r.log.Warn("recording epoch", "term", term, "err", err)
-	}
-	return nil
-}
-
-// reportMetrics samples Raft's state for the metrics; state changes are
-// also visible through the notifications, but the term and a follower's view
-// of the leader are not.
-func (r *Replica) reportMetrics() {
-	defer r.wg.Done()
-	m := r.cfg.Metrics
-	if m == nil {
-		return
-	}
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	// Record the epoch; not needed for safety (the backend's fence is), but
+	// it tells operators, and followers take it as proof that this leader
+	// serves in the term (Readiness, docs/architecture.md §8.2), so it is
+	// retried while only the enqueueing timed out and the term lasts.
 	for {
-		m.SetRaftState(r.raft.State().String())
-		m.SetTerm(r.raft.CurrentTerm())
-		m.SetReady(r.Ready() || (r.raft.State() == raft.Follower && r.LeaderKnown()))
-		select {
-		case <-r.ctx.Done():
-			return
-		case <-tick.C:
-		case <-r.readinessWatch():
+		err := r.raft.Apply(fsm.RecordEpoch(fsm.Epoch{Term: term, LeaderID: r.cfg.ID}), raftOpTimeout).Error()
+		if err == nil {
+			break
+		}
+		r.log.Warn("recording epoch", "term", term, "err", err)
+		if !errors.Is(err, raft.ErrEnqueueTimeout) || !r.stillLeader(term) || r.ctx.Err() != nil {
+			break
 		}
 	}
+	return nil
 }
 
 // cacheStats reports the ready term's cache to the metrics.

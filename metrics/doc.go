@@ -27,10 +27,20 @@
 //	committer_forwarded_requests_total{op,result} counter requests a follower forwarded
 //	committer_forwarded_request_duration_seconds{op} histogram a forwarded request's time on the leader, as the follower sees it
 //	committer_fence_events_total{result}   counter   fence attempts on becoming leader
-//	committer_ready                        gauge     1 while this replica serves (ready leader, or follower knowing one)
+//	committer_ready                        gauge     1 while this replica serves, as /readyz and the gRPC health service say (cluster.Replica.Readiness)
+//	committer_raft_heartbeat_failures_total{peer_id} counter heartbeats this replica, leading, failed to deliver
+//	committer_build_info{version,revision,go_version} gauge always 1: the running build
 //	committer_batch_size                   histogram operations per storage batch (coalescing)
 //	committer_batch_wait_seconds           histogram how long a batch's first write waited to be sent
 //	committer_cache_warmup_head_hit_ratio{window} gauge share of heads the cache answered in the first 1s / 5s as ready leader
+//
+// Raft's own metrics (InstallRaftMetrics) are hashicorp/raft's names with
+// dots as underscores under committer_: committer_raft_commitTime,
+// committer_raft_fsm_apply, committer_raft_replication_appendEntries_rpc{peer_id},
+// committer_raft_replication_heartbeat{peer_id},
+// committer_raft_transition_heartbeat_timeout, ... (timings are summaries in
+// milliseconds). They are process-wide: in committer dev every replica shows
+// the same series, summed over the three.
 //
 // op is one of head, scan, compare_and_set, compare_and_set_multi, truncate,
 // list_keys (and fence for the backing metrics; cache metrics use head,

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -120,12 +121,21 @@ func (c *rpcConsensus) ListKeys(ctx context.Context) ([]string, error) {
 // including Fence. Handles from AtEpoch are instrumented the same way; Close
 // passes through.
 func (m *Metrics) InstrumentBacking(inner backend.Fencer) backend.Fencer {
-	return &backingFencer{inner: inner, ops: newOpSet(m.backingTotal, m.backingDuration, true)}
+	return &backingFencer{inner: inner, ops: newOpSet(m.backingTotal, m.backingDuration, true), fenced: m.fencedWrites}
 }
 
 type backingFencer struct {
 	inner backend.Fencer
 	ops   *opSet // shared by every handle of the store
+	// fenced counts writes refused by a later epoch (ErrFenced).
+	fenced prometheus.Counter
+}
+
+// noteFenced counts err if the fence refused the write.
+func (b *backingFencer) noteFenced(err error) {
+	if err != nil && errors.Is(err, backend.ErrFenced) {
+		b.fenced.Inc()
+	}
 }
 
 var _ backend.Fencer = (*backingFencer)(nil)
@@ -156,6 +166,7 @@ func (b *backingFencer) CompareAndSet(ctx context.Context, shard string, v backe
 	start := time.Now()
 	ok, err := b.inner.CompareAndSet(ctx, shard, v)
 	b.ops.cas.record(start, CASResult(ok, err))
+	b.noteFenced(err)
 	return ok, err
 }
 
@@ -163,6 +174,7 @@ func (b *backingFencer) CompareAndSetMulti(ctx context.Context, ops []backend.CA
 	start := time.Now()
 	res, err := b.inner.CompareAndSetMulti(ctx, ops)
 	b.ops.multi.record(start, Result(err))
+	b.noteFenced(err)
 	return res, err
 }
 
@@ -170,6 +182,7 @@ func (b *backingFencer) Truncate(ctx context.Context, shard string, seqno uint64
 	start := time.Now()
 	n, err := b.inner.Truncate(ctx, shard, seqno)
 	b.ops.truncate.record(start, Result(err))
+	b.noteFenced(err)
 	return n, err
 }
 
@@ -188,11 +201,11 @@ func (b *backingFencer) Fence(ctx context.Context, epoch uint64) error {
 }
 
 func (b *backingFencer) AtEpoch(epoch uint64) backend.Fencer {
-	return &backingFencer{inner: b.inner.AtEpoch(epoch), ops: b.ops}
+	return &backingFencer{inner: b.inner.AtEpoch(epoch), ops: b.ops, fenced: b.fenced}
 }
 
 func (b *backingFencer) Owned(owner string) backend.Fencer {
-	return &backingFencer{inner: b.inner.Owned(owner), ops: b.ops}
+	return &backingFencer{inner: b.inner.Owned(owner), ops: b.ops, fenced: b.fenced}
 }
 
 // FenceState and Adopt are rare operator calls; they are not timed.

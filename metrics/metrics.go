@@ -136,8 +136,18 @@ type Metrics struct {
 	forwardDuration *prometheus.HistogramVec
 	// panics counts handler panics recovered into errors, by method.
 	panics *prometheus.CounterVec
+	// refused counts calls refused before they ran, by method and reason
+	// (package rpc/admission).
+	refused *prometheus.CounterVec
+	// fencedWrites counts backend writes refused by a later epoch's fence.
+	fencedWrites prometheus.Counter
+	// heartbeatFailures counts the leader's failed heartbeats, by peer
+	// (see raft.go).
+	heartbeatFailures *prometheus.CounterVec
 
 	cache *cacheCollector
+	// autopilot exports the leader's autopilot assessment (autopilot.go).
+	autopilot *autopilotCollector
 
 	// stateMu serializes SetRaftState, so that two concurrent calls cannot
 	// leave two states at 1; it guards otherState.
@@ -221,7 +231,16 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: clusterNamespace, Name: "handler_panics_total",
 			Help: "Panics in a call's handler that were recovered into an error for that call, by gRPC method. Any is a bug to report.",
 		}, []string{"method"}),
-		cache: newCacheCollector(),
+		fencedWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: clusterNamespace, Name: "fenced_writes_total",
+			Help: "Writes the database refused because a later leader's epoch fenced it: this replica wrote as the leader of an old term. A few around a leadership change are the fence doing its job; a steady rate means a deposed leader keeps trying.",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: clusterNamespace, Name: "refused_calls_total",
+			Help: "Calls refused before they ran, by gRPC method and reason: permission_denied (the caller's certificate identity is not allowed) or connection_limit (its connection had too many calls in progress).",
+		}, []string{"method", "reason"}),
+		heartbeatFailures: newHeartbeatFailures(),
+		cache:             newCacheCollector(),
 	}
 	// Create every known series up front: a series that appears only on
 	// its first event breaks rate() and absent() alerts.
@@ -247,8 +266,9 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(
 		m.rpcTotal, m.rpcDuration, m.inflight, m.backingTotal, m.backingDuration,
 		m.raftState, m.raftTerm, m.leaderChanges, m.forwarded, m.fenceEvents, m.ready, m.batchSize,
-		m.batchWait, m.warmup, m.forwardDuration, m.panics, m.cache,
+		m.batchWait, m.warmup, m.forwardDuration, m.panics, m.refused, m.fencedWrites, m.heartbeatFailures, m.cache,
 	)
+	m.autopilot = newAutopilotCollector(reg)
 	return m
 }
 
@@ -292,6 +312,10 @@ func (m *Metrics) Forwarded(op, result string, took time.Duration) {
 // PanicRecovered counts a handler panic that was turned into an error.
 // method is the gRPC method's full name.
 func (m *Metrics) PanicRecovered(method string) { m.panics.WithLabelValues(method).Inc() }
+
+// Refused counts a call refused before it ran: reason is
+// admission.ReasonPermissionDenied or admission.ReasonConnectionLimit.
+func (m *Metrics) Refused(method, reason string) { m.refused.WithLabelValues(method, reason).Inc() }
 
 // Fenced counts one fence attempt; result is FenceOK, FenceRefused or
 // FenceError (see FenceResult).

@@ -215,6 +215,12 @@ func TestInstrumentBacking(t *testing.T) {
 	if err != nil {
 		t.Fatalf("multi at epoch 2: %v", err)
 	}
+	if _, err := h1.Truncate(ctx, "a", 0); !errors.Is(err, backend.ErrFenced) {
+		t.Fatalf("truncate at the stale epoch 1 = %v, want fenced", err)
+	}
+	if got := testutil.ToFloat64(counterOf(t, reg, "committer_fenced_writes_total")); got != 2 {
+		t.Fatalf("fenced_writes_total = %v, want 2 (the stale CaS and truncate; not the multi at epoch 2)", got)
+	}
 	err = store.Fence(ctx, 1)
 	if metrics.FenceResult(err) != metrics.FenceRefused {
 		t.Fatalf("fence(1) after fence(2) = %v, classified %q; want refused", err, metrics.FenceResult(err))
@@ -251,13 +257,13 @@ func TestInstrumentBacking(t *testing.T) {
 			"compare_and_set/committed": 1, "compare_and_set/mismatch": 1, "compare_and_set/determinate_error": 1,
 			"compare_and_set_multi/ok": 1,
 			"head/ok":                  1, "head/determinate_error": 1,
-			"scan/ok": 1, "truncate/ok": 1, "list_keys/ok": 1,
+			"scan/ok": 1, "truncate/ok": 1, "truncate/determinate_error": 1, "list_keys/ok": 1,
 		})
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "mz_persist_committer_backing_total"); err != nil {
 		t.Fatal(err)
 	}
 	for op, calls := range map[string]uint64{
-		"fence": 3, "compare_and_set": 3, "compare_and_set_multi": 1, "head": 2, "scan": 1, "truncate": 1, "list_keys": 1,
+		"fence": 3, "compare_and_set": 3, "compare_and_set_multi": 1, "head": 2, "scan": 1, "truncate": 2, "list_keys": 1,
 	} {
 		if got := histogramCount(t, reg, "mz_persist_committer_backing_duration_seconds", op); got != calls {
 			t.Errorf("backing_duration_seconds{op=%q} holds %d observations, want %d", op, got, calls)
@@ -581,6 +587,40 @@ func TestPanicsAreCountedByMethod(t *testing.T) {
 committer_handler_panics_total{method="/mz_persist_committer.ProtoPersistConsensus/Head"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "committer_handler_panics_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// counterOf gathers the single unlabelled counter name from reg.
+func counterOf(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			c := prometheus.NewCounter(prometheus.CounterOpts{Name: name})
+			c.Add(mf.GetMetric()[0].GetCounter().GetValue())
+			return c
+		}
+	}
+	t.Fatalf("%s not gathered", name)
+	return nil
+}
+
+func TestRefusedCallsAreCountedByMethodAndReason(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	m.Refused("/committer.admin.v1.Admin/AddVoter", "permission_denied")
+	m.Refused("/committer.admin.v1.Admin/AddVoter", "permission_denied")
+	m.Refused("/mz_persist_committer.ProtoPersistConsensus/Head", "connection_limit")
+	want := `# HELP committer_refused_calls_total Calls refused before they ran, by gRPC method and reason: permission_denied (the caller's certificate identity is not allowed) or connection_limit (its connection had too many calls in progress).
+# TYPE committer_refused_calls_total counter
+committer_refused_calls_total{method="/committer.admin.v1.Admin/AddVoter",reason="permission_denied"} 2
+committer_refused_calls_total{method="/mz_persist_committer.ProtoPersistConsensus/Head",reason="connection_limit"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "committer_refused_calls_total"); err != nil {
 		t.Fatal(err)
 	}
 }

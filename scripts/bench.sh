@@ -13,7 +13,9 @@
 # round-trip time), BENCH_VIA=1 (add the
 # `via` target: every call sent to a follower, which forwards it),
 # BENCH_BIN (a committer binary to run instead of building one, to compare
-# builds), BENCH_HOLD=1 (run no benchmark: keep the cluster up until interrupted, to
+# builds), BENCH_TLS=1 (mutual TLS on every port, certificates from
+# scripts/gen-certs.sh; the bench client presents an admin certificate),
+# BENCH_HOLD=1 (run no benchmark: keep the cluster up until interrupted, to
 # drive and profile it by hand; the replicas serve pprof on 17201-17203).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,17 +59,28 @@ if [ -n "${BENCH_BACKEND_DELAY:-}" ]; then
   for _ in $(seq 50); do grep -q 'delay-proxy:' "$dir/delay-proxy.log" && break; sleep 0.1; done
 fi
 
+tls_serve=(); curl_tls=(); scheme=http
+if [ "${BENCH_TLS:-}" = 1 ]; then
+  scripts/gen-certs.sh "$dir/tls" IP:127.0.0.1 -- bench >/dev/null
+  t=$dir/tls
+  tls_serve=(--tls-cert-file "$t/server.crt" --tls-key-file "$t/server.key" --tls-client-ca-file "$t/client-ca.crt"
+    --peer-tls-cert-file "$t/peer.crt" --peer-tls-key-file "$t/peer.key" --peer-tls-ca-file "$t/peer-ca.crt")
+  bench_args+=(--cacert "$t/client-ca.crt" --cert "$t/bench.crt" --key "$t/bench.key")
+  curl_tls=(--cacert "$t/client-ca.crt" --cert "$t/bench.crt" --key "$t/bench.key")
+  scheme=https
+  echo "bench.sh: mutual TLS on every port" >&2
+fi
 peers="r1=127.0.0.1:17101,r2=127.0.0.1:17102,r3=127.0.0.1:17103"
 for i in 1 2 3; do
   # shellcheck disable=SC2086
   "$dir/committer" serve --id "r$i" --backend "$replica_url" --data-dir "$dir/r$i" \
     --grpc-addr "127.0.0.1:1700$i" --raft-addr "127.0.0.1:1710$i" --http-addr "127.0.0.1:1720$i" \
-    --bootstrap-expect 3 --peers "$peers" --log-level warn ${BENCH_SERVE_ARGS:-} 2>"$dir/r$i.log" &
+    --bootstrap-expect 3 --peers "$peers" --log-level warn --enable-pprof "${tls_serve[@]}" ${BENCH_SERVE_ARGS:-} 2>"$dir/r$i.log" &
   pids+=($!)
 done
 for _ in $(seq 100); do
   for i in 1 2 3; do
-    if curl -fs "http://127.0.0.1:1720$i/readyz" >/dev/null 2>&1; then ready=$i; break 2; fi
+    if curl -fs "${curl_tls[@]}" "$scheme://127.0.0.1:1720$i/readyz" >/dev/null 2>&1; then ready=$i; break 2; fi
   done
   sleep 0.1
 done
@@ -83,7 +96,7 @@ if [ "${BENCH_VIA:-}" = 1 ]; then
   # of the election.
   for _ in $(seq 50); do
     for i in 1 2 3; do
-      if curl -fs "http://127.0.0.1:1720$i/metrics" | grep -q '^committer_raft_state{state="follower"} 1'; then
+      if curl -fs "${curl_tls[@]}" "$scheme://127.0.0.1:1720$i/metrics" | grep -q '^committer_raft_state{state="follower"} 1'; then
         via=$i; break 2
       fi
     done

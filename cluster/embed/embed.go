@@ -2,6 +2,7 @@ package embed
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/cluster"
@@ -21,10 +24,15 @@ import (
 	"github.com/hacommit/committer/cluster/coalesce"
 	"github.com/hacommit/committer/cluster/opshttp"
 	"github.com/hacommit/committer/internal/faultdelay"
+	"github.com/hacommit/committer/internal/tlsconfig"
 	"github.com/hacommit/committer/metrics"
+	"github.com/hacommit/committer/metrics/statslog"
+	"github.com/hacommit/committer/rpc/adminpb"
 	"github.com/hacommit/committer/rpc/adminserver"
+	"github.com/hacommit/committer/rpc/admission"
 	"github.com/hacommit/committer/rpc/consensuspb"
 	"github.com/hacommit/committer/rpc/peer"
+	"github.com/hacommit/committer/rpc/peerpb"
 	"github.com/hacommit/committer/rpc/peerserver"
 	"github.com/hacommit/committer/rpc/server"
 )
@@ -78,6 +86,9 @@ type Config struct {
 	// Coalesce bounds the leader's write batches; its MaxDataBytes is
 	// MaxDataBytes.
 	Coalesce coalesce.Config
+	// Autopilot tunes staged joins and dead-server cleanup; see
+	// cluster.Config.
+	Autopilot cluster.AutopilotConfig
 	// Backend is the shared storage. The caller owns it: Shutdown does not
 	// close it, since several replicas of one process may share it.
 	Backend backend.Fencer
@@ -85,6 +96,23 @@ type Config struct {
 	Logger *slog.Logger
 	// WrapRaftTransport: see cluster.Config; tests only.
 	WrapRaftTransport func(raft.Transport) raft.Transport
+	// RaftMetrics, if set, is the collector of Raft's own metrics
+	// (metrics.InstallRaftMetrics), registered on the replica's registry;
+	// nil leaves them out.
+	RaftMetrics prometheus.Collector
+	// StatsInterval is how often the replica logs its one-line stats
+	// (package metrics/statslog); 0 turns them off.
+	StatsInterval time.Duration
+	// TLS, if set, secures every port: the gRPC port with the client and
+	// peer identities, the Raft port with mutual peer TLS, the HTTP port
+	// with the client identity (docs/architecture.md §12). Nil: plaintext.
+	TLS *tlsconfig.Server
+	// Admission limits who may call what on the gRPC port and how many
+	// calls one client connection may have in progress; Start sets its
+	// PeerTLS and OnRefused.
+	Admission admission.Config
+	// EnablePprof serves /debug/pprof on the HTTP port.
+	EnablePprof bool
 }
 
 // Server is a running replica with its gRPC and HTTP servers.
@@ -100,6 +128,12 @@ type Server struct {
 	http     *http.Server
 	httpLis  net.Listener
 	httpAddr string
+
+	// stopBackground ends the goroutines below; healthDone and statsDone
+	// are closed when they have.
+	stopBackground context.CancelFunc
+	healthDone     <-chan struct{}
+	statsDone      chan struct{}
 
 	// served receives the gRPC and HTTP Serve results; buffered for both,
 	// so the serving goroutines never block on it.
@@ -119,6 +153,9 @@ func Start(cfg Config) (_ *Server, err error) {
 	}
 	if cfg.MaxDataBytes == 0 {
 		cfg.MaxDataBytes = backend.DefaultMaxDataBytes
+	}
+	if cfg.StatsInterval < 0 {
+		return nil, fmt.Errorf("stats interval must not be negative (0 turns the stats log off), got %v", cfg.StatsInterval)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, served: make(chan error, 2), stopped: make(chan struct{})}
 	var closers []func()
@@ -156,6 +193,15 @@ func Start(cfg Config) (_ *Server, err error) {
 	s.registry = prometheus.NewRegistry()
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(s.registry)
+	if cfg.TLS != nil {
+		metrics.RegisterCertificateExpiry(s.registry, map[string]func() time.Time{"client": cfg.TLS.Client.NotAfter, "peer": cfg.TLS.Peer.NotAfter})
+	}
+	s.registry.MustRegister(metrics.NewBuildInfo(metrics.Build()))
+	if cfg.RaftMetrics != nil {
+		if err := s.registry.Register(cfg.RaftMetrics); err != nil {
+			return nil, fmt.Errorf("raft metrics: %w", err)
+		}
+	}
 
 	s.replica, err = cluster.Open(cluster.Config{
 		ID:                       cfg.ID,
@@ -171,6 +217,7 @@ func Start(cfg Config) (_ *Server, err error) {
 		Join:                     cfg.Join,
 		Cache:                    cfg.Cache,
 		Coalesce:                 coalesceConfig(cfg),
+		Autopilot:                cfg.Autopilot,
 		HotShardInterval:         cfg.HotShardInterval,
 		HotShards:                cfg.HotShards,
 		Timeouts:                 cfg.Timeouts,
@@ -179,7 +226,8 @@ func Start(cfg Config) (_ *Server, err error) {
 		UnsafeJoinInflightReads:  cfg.UnsafeJoinInflightReads,
 		UnsafeDeterminateForward: cfg.UnsafeDeterminateForward,
 		FaultDelays:              cfg.FaultDelays,
-		PeerDialer:               peer.NewDialer(s.grpcAddr),
+		RaftTLS:                  raftTLS(cfg.TLS),
+		PeerDialer:               peer.NewDialer(s.grpcAddr, peerDialOptions(cfg.TLS)...),
 		WrapRaftTransport:        cfg.WrapRaftTransport,
 		Metrics:                  m,
 		Logger:                   cfg.Logger,
@@ -187,15 +235,44 @@ func Start(cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("replica %s: %w", cfg.ID, err)
 	}
-	s.grpc = server.New(m.InstrumentRPC(s.replica), server.Config{MaxDataBytes: cfg.MaxDataBytes, DefaultTimeout: cfg.RequestTimeout, Logger: cfg.Logger, OnPanic: m.PanicRecovered})
+	adm := cfg.Admission
+	adm.PeerTLS = cfg.TLS != nil
+	adm.OnRefused = m.Refused
+	grpcOpts := adm.ServerOptions()
+	if cfg.TLS != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(cfg.TLS.GRPC())))
+	}
+	s.grpc = server.New(m.InstrumentRPC(s.replica), server.Config{MaxDataBytes: cfg.MaxDataBytes, DefaultTimeout: cfg.RequestTimeout, Logger: cfg.Logger, OnPanic: m.PanicRecovered}, grpcOpts...)
 	adminserver.Register(s.grpc.GRPC(), s.replica)
 	impl, timeout, onPanic := s.grpc.Consensus()
 	s.peer = peerserver.Register(s.grpc.GRPC(), s.replica,
 		&peerserver.Relayed{Desc: &consensuspb.ProtoPersistConsensus_ServiceDesc, Impl: impl, DefaultTimeout: timeout, OnPanic: onPanic})
+	// Health tells the truth (docs/architecture.md §8.2): admin and peer
+	// calls work without a leader, so those services serve while the
+	// process does; the whole server and the consensus service follow the
+	// readiness predicate, set before the first connection is accepted.
+	s.grpc.SetServing(adminpb.Admin_ServiceDesc.ServiceName, true)
+	s.grpc.SetServing(peerpb.Peer_ServiceDesc.ServiceName, true)
+	var bg context.Context
+	bg, s.stopBackground = context.WithCancel(context.Background())
+	s.healthDone = s.grpc.FollowReadiness(bg, func() bool { return s.replica.Readiness().Ready }, s.replica.ReadinessChanged)
+	s.statsDone = make(chan struct{})
+	stats := statslog.New(s.registry, cfg.Logger, cfg.StatsInterval)
+	go func() {
+		defer close(s.statsDone)
+		stats.Run(bg)
+	}()
 	go s.serve(func() error { return s.grpc.Serve(s.grpcLis) })
 	if s.httpLis != nil {
-		s.http = &http.Server{Handler: opshttp.Handler(s.replica, s.registry), ReadHeaderTimeout: 10 * time.Second}
-		go s.serve(func() error { return s.http.Serve(s.httpLis) })
+		s.http = &http.Server{
+			Handler:           guardOps(opshttp.Handler(s.replica, s.registry), cfg.EnablePprof, cfg.TLS != nil && cfg.TLS.ClientCAs()),
+			ReadHeaderTimeout: 10 * time.Second,
+		}
+		lis := s.httpLis
+		if cfg.TLS != nil {
+			lis = tls.NewListener(lis, cfg.TLS.HTTP())
+		}
+		go s.serve(func() error { return s.http.Serve(lis) })
 	} else {
 		s.served <- nil
 	}
@@ -218,7 +295,8 @@ func Start(cfg Config) (_ *Server, err error) {
 		s.log.Warn("FAULT INJECTION: this replica waits at named points; for correctness testing only", "fault_delays", cfg.FaultDelays.String())
 	}
 	s.log.Info("serving persist consensus API", "id", cfg.ID, "grpc_addr", s.grpcLis.Addr().String(), "grpc_advertise", s.grpcAddr,
-		"raft_advertise", s.replica.Self().RaftAddr, "http_addr", s.httpAddr, "read_consistency", s.replica.ReadConsistency())
+		"raft_advertise", s.replica.Self().RaftAddr, "http_addr", s.httpAddr, "read_consistency", s.replica.ReadConsistency(),
+		"tls", cfg.TLS != nil, "client_certificates", cfg.TLS != nil && cfg.TLS.ClientCAs())
 	return s, nil
 }
 
@@ -266,6 +344,10 @@ func (s *Server) shutdown(timeout time.Duration) error {
 	if !s.grpc.Shutdown(ctx) {
 		s.log.Warn("shutdown timeout expired; cancelled the remaining calls", "timeout", timeout)
 	}
+	// The health service reports NOT_SERVING for good since Shutdown.
+	s.stopBackground()
+	<-s.healthDone
+	<-s.statsDone
 	var errs []error
 	if err := s.replica.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing replica: %w", err))
@@ -328,4 +410,21 @@ func coalesceConfig(cfg Config) coalesce.Config {
 	c := cfg.Coalesce
 	c.MaxDataBytes = cfg.MaxDataBytes
 	return c
+}
+
+// raftTLS is the Raft port's TLS for t (nil: plaintext).
+func raftTLS(t *tlsconfig.Server) *cluster.RaftTLS {
+	if t == nil {
+		return nil
+	}
+	return &cluster.RaftTLS{Server: t.Raft(), Client: t.PeerClient(nil)}
+}
+
+// peerDialOptions are the transport credentials replicas dial each other's
+// gRPC port with: the peer identity, offered with tlsconfig.PeerALPN.
+func peerDialOptions(t *tlsconfig.Server) []grpc.DialOption {
+	if t == nil {
+		return nil
+	}
+	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(t.PeerClient([]string{tlsconfig.PeerALPN})))}
 }

@@ -7,28 +7,29 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hacommit/committer/cluster"
 )
 
-// Replica is what /readyz asks of a replica.
+// Replica is what /readyz asks of a replica: the readiness predicate the
+// gRPC health service follows too (cluster.Replica.Readiness).
 type Replica interface {
-	// IsLeader reports whether Raft says this replica leads.
-	IsLeader() bool
-	// Ready reports whether it is the fenced, serving leader.
-	Ready() bool
-	// LeaderKnown reports whether it knows a leader.
-	LeaderKnown() bool
+	Readiness() cluster.Readiness
 }
 
 // Readiness is the JSON body of /readyz; its status code is 200 when Ready
 // and 503 otherwise.
 type Readiness struct {
 	// Ready: the replica serves, directly (the fenced leader) or by
-	// forwarding (a follower that knows a leader).
+	// forwarding (a follower whose leader has recorded that it is ready in
+	// the current term). The gRPC health service reports the same.
 	Ready bool `json:"ready"`
 	// Leader: Raft says this replica leads (ready or not).
 	Leader bool `json:"leader"`
 	// LeaderKnown: the replica knows a leader.
 	LeaderKnown bool `json:"leader_known"`
+	// Reason says why the replica is not ready; absent when it is.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Handler returns the mux for the operations port.
@@ -39,10 +40,8 @@ func Handler(r Replica, gatherer prometheus.Gatherer) http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		b := Readiness{Leader: r.IsLeader(), LeaderKnown: r.LeaderKnown()}
-		// A follower serves (by forwarding) once it knows a leader; a leader
-		// serves only after its fence.
-		b.Ready = b.LeaderKnown && (!b.Leader || r.Ready())
+		rd := r.Readiness()
+		b := Readiness{Ready: rd.Ready, Leader: rd.Leader, LeaderKnown: rd.LeaderKnown, Reason: rd.Reason}
 		w.Header().Set("Content-Type", "application/json")
 		if !b.Ready {
 			w.WriteHeader(http.StatusServiceUnavailable)

@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hacommit/committer/cluster/replicaproc"
@@ -59,6 +60,9 @@ type Options struct {
 	// CallTimeout is the deadline of client calls made without one; 0
 	// means 10s.
 	CallTimeout time.Duration
+	// TLS, if set, runs every replica with TLS on every port (see
+	// TLSOptions); the cluster's clients and probes then use TLS too.
+	TLS *TLSOptions
 }
 
 // bindRetries bounds how often a replica is started again on fresh ports
@@ -80,6 +84,9 @@ type Cluster struct {
 	// bounds itself with its context. No keep-alives: a paused or killed
 	// replica must not leave a probe stuck on an old connection.
 	http *http.Client
+
+	// tls holds the certificates of a TLS cluster; nil for plaintext.
+	tls *Certificates
 
 	mu       sync.Mutex
 	replicas []*Replica
@@ -113,8 +120,16 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 10 * time.Second
 	}
-	c := &Cluster{t: t, opts: opts, root: t.TempDir(), quiet: slog.New(slog.DiscardHandler),
-		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
+	c := &Cluster{t: t, opts: opts, root: t.TempDir(), quiet: slog.New(slog.DiscardHandler)}
+	transport := &http.Transport{DisableKeepAlives: true}
+	if opts.TLS != nil {
+		var err error
+		if c.tls, err = newCertificates(filepath.Join(c.root, "tls"), *opts.TLS); err != nil {
+			t.Fatalf("proctest: certificates: %v", err)
+		}
+		transport.TLSClientConfig = c.tls.clientConfig
+	}
+	c.http = &http.Client{Transport: transport}
 	t.Cleanup(c.cleanup)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(opts.Replicas)*opts.StartTimeout)
@@ -258,6 +273,9 @@ func (c *Cluster) startAdded(ctx context.Context, r *Replica) error {
 
 // Replicas returns every replica ever started, running or not, in the
 // order they were created.
+// Backend is the storage URL the replicas serve.
+func (c *Cluster) Backend() string { return c.opts.Backend }
+
 func (c *Cluster) Replicas() []*Replica {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -357,6 +375,9 @@ func (c *Cluster) ClientWith(opts []client.Option, rs ...*Replica) (*client.Clie
 		client.WithCallTimeout(c.opts.CallTimeout),
 		client.WithLogger(c.quiet),
 	}, opts...)
+	if c.tls != nil {
+		all = append([]client.Option{client.WithTLS(c.tls.clientConfig)}, all...)
+	}
 	cl, err := client.New(addrs, all...)
 	if err != nil {
 		return nil, err
@@ -370,7 +391,7 @@ func (c *Cluster) ClientWith(opts []client.Option, rs ...*Replica) (*client.Clie
 // without a deadline get Options.CallTimeout. It is closed when the test
 // ends.
 func (c *Cluster) Pinned(r *Replica, opts ...client.Option) (*client.Client, error) {
-	cc, err := dialReplica(r.grpcAddr, grpc.WithUnaryInterceptor(dropLeaderHint))
+	cc, err := c.dialReplica(r.grpcAddr, grpc.WithUnaryInterceptor(dropLeaderHint))
 	if err != nil {
 		return nil, err
 	}
@@ -401,11 +422,16 @@ func fastReconnect() grpc.ConnectParams {
 	}
 }
 
-// dialReplica makes a plaintext connection with the wire options consensus
-// calls need. It connects lazily.
-func dialReplica(addr string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+// dialReplica makes a connection with the wire options consensus calls
+// need, plaintext or with the cluster's client certificate. It connects
+// lazily.
+func (c *Cluster) dialReplica(addr string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if c.tls != nil {
+		creds = credentials.NewTLS(c.tls.clientConfig)
+	}
 	opts := append(wire.DialOptions(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(fastReconnect()))
 	return grpc.NewClient(addr, append(opts, extra...)...)
 }

@@ -34,9 +34,10 @@ func removeServer(t testing.TB, via, target *proctest.Replica) {
 // and another voter, then replacing a voter whose data dir was wiped by a
 // new replica with a new id on its addresses. Membership is exact after
 // every step, removed replicas stay removed, and no acknowledged write is
-// lost.
+// lost. Joined replicas become voters through autopilot's staging
+// (docs/architecture.md §8.1), so "exact" waits for their promotion.
 func TestMembershipChangesUnderLoad(t *testing.T) {
-	c := startCluster(t, proctest.Options{})
+	c := startCluster(t, proctest.Options{Args: []string{"--autopilot-server-stabilization-time=" + stabilization.String()}})
 	l := leader(t, c)
 	orig := c.Replicas()
 	ld := startLoad(t, "members", 5*time.Second, loadClients(t, c, 4, orig...)...)
@@ -49,6 +50,8 @@ func TestMembershipChangesUnderLoad(t *testing.T) {
 	must(t, err)
 	five := append(slices.Clone(orig), r4, r5)
 	waitMembers(t, l, votersOf(five...))
+	promotedAfterStabilization(t, c, "r4")
+	promotedAfterStabilization(t, c, "r5")
 	for _, r := range five {
 		if r != l {
 			waitFollowerOf(t, r, l)
@@ -97,6 +100,7 @@ func TestMembershipChangesUnderLoad(t *testing.T) {
 	}
 	final3 := append(slices.Clone(stay), r6)
 	waitMembers(t, next, votersOf(final3...))
+	promotedAfterStabilization(t, c, "r6")
 	waitFollowerOf(t, r6, next)
 	for _, r := range final3 {
 		waitMembers(t, r, votersOf(final3...))

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,13 +46,20 @@ func (c *Cluster) newReplica(id, dataDir, grpcAddr, raftAddr, httpAddr string, f
 	// Stop waits for SIGTERM's drain; keep it shorter than a test.
 	args.ShutdownTimeout = 10 * time.Second
 	args.Extra = c.opts.Args
-	cc, err := dialReplica(grpcAddr)
+	if c.tls != nil {
+		flags, err := c.tls.replicaFlags(id)
+		if err != nil {
+			return nil, err
+		}
+		args.Extra = append(slices.Clone(c.opts.Args), flags...)
+	}
+	cc, err := c.dialReplica(grpcAddr)
 	if err != nil {
 		return nil, err
 	}
 	return &Replica{
 		c: c, id: id, dataDir: dataDir, grpcAddr: grpcAddr, raftAddr: raftAddr, httpAddr: httpAddr,
-		proc:  replicaproc.New(replicaproc.Options{Binary: c.opts.Binary, Args: args, LogPath: filepath.Join(c.root, id+".log"), HTTP: c.http}),
+		proc:  replicaproc.New(replicaproc.Options{Binary: c.opts.Binary, Args: args, LogPath: filepath.Join(c.root, id+".log"), HTTP: c.http, HTTPS: c.tls != nil}),
 		admin: adminpb.NewAdminClient(cc), adminCC: cc,
 	}, nil
 }

@@ -49,6 +49,9 @@ type Options struct {
 	// client without keep-alives, so that a paused or killed replica never
 	// leaves a probe stuck on an old connection.
 	HTTP *http.Client
+	// HTTPS makes the probes use https (the replica serves TLS; HTTP
+	// then carries the client's certificates and roots).
+	HTTPS bool
 }
 
 // Replica is one replica's slot: its command line and log, and at most one
@@ -277,7 +280,11 @@ func (r *Replica) Readyz(ctx context.Context) (opshttp.Readiness, error) {
 
 // Get fetches path from the replica's HTTP endpoint.
 func (r *Replica) Get(ctx context.Context, path string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.Args().HTTPAddr+path, nil)
+	scheme := "http://"
+	if r.opts.HTTPS {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+r.Args().HTTPAddr+path, nil)
 	if err != nil {
 		return 0, nil, err
 	}

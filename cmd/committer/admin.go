@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -23,27 +22,47 @@ type adminFlags struct {
 	Addr    string
 	Timeout time.Duration
 	JSON    bool
+	TLS     clientTLSFlags
 }
 
 func (f *adminFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.Addr, "addr", "127.0.0.1:6882", "gRPC address of any replica")
 	cmd.Flags().DurationVar(&f.Timeout, "timeout", 15*time.Second, "deadline for the call")
 	cmd.Flags().BoolVar(&f.JSON, "json", false, "print the reply as JSON")
+	f.TLS.register(cmd.Flags())
 }
 
 // call dials the replica and runs fn with a deadline.
 func (f *adminFlags) call(ctx context.Context, fn func(context.Context, adminpb.AdminClient) (proto.Message, error), out io.Writer, human func(io.Writer, proto.Message)) error {
-	cc, err := grpc.NewClient(f.Addr, append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
-	if err != nil {
-		return fmt.Errorf("--addr %s: %w", f.Addr, err)
-	}
-	defer cc.Close()
 	ctx, cancel := context.WithTimeout(ctx, f.Timeout)
 	defer cancel()
-	resp, err := fn(ctx, adminpb.NewAdminClient(cc))
+	var resp proto.Message
+	err := f.with(f.Addr, func(c adminpb.AdminClient) (err error) {
+		resp, err = fn(ctx, c)
+		return err
+	})
 	if err != nil {
 		return err
 	}
+	return f.print(out, resp, human)
+}
+
+// with dials addr with the TLS flags and runs fn on its admin service.
+func (f *adminFlags) with(addr string, fn func(adminpb.AdminClient) error) error {
+	creds, err := f.TLS.dialOption()
+	if err != nil {
+		return err
+	}
+	cc, err := grpc.NewClient(addr, append(wire.DialOptions(), creds)...)
+	if err != nil {
+		return fmt.Errorf("--addr %s: %w", addr, err)
+	}
+	defer cc.Close()
+	return fn(adminpb.NewAdminClient(cc))
+}
+
+// print writes resp as JSON or, without --json, as human does.
+func (f *adminFlags) print(out io.Writer, resp proto.Message, human func(io.Writer, proto.Message)) error {
 	if f.JSON {
 		b, err := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Marshal(resp)
 		if err != nil {
@@ -96,14 +115,67 @@ func printStatus(w io.Writer, m proto.Message) {
 	printMembers(w, st.GetMembers())
 }
 
+// printMembers prints one line per member. The columns up to LAST CONTACT
+// are the original ones; HEALTH, TRAILING and LAST INDEX are the leader's
+// autopilot's view, "-" when the answer does not have it.
 func printMembers(w io.Writer, members []*adminpb.Member) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSUFFRAGE\tLEADER\tRAFT\tGRPC\tHTTP\tLAST CONTACT")
+	fmt.Fprintln(tw, "ID\tSUFFRAGE\tLEADER\tRAFT\tGRPC\tHTTP\tLAST CONTACT\tHEALTH\tTRAILING\tLAST INDEX")
 	for _, m := range members {
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\n", m.GetId(), suffrage(m.GetSuffrage()), m.GetLeader(),
-			m.GetRaftAddr(), orDash(m.GetGrpcAddr()), orDash(m.GetHttpAddr()), contact(m.GetLastContact()))
+		trailing, last := "-", "-"
+		if m.GetHealth() != adminpb.Health_HEALTH_UNSPECIFIED {
+			trailing, last = fmt.Sprint(m.GetTrailingLogs()), fmt.Sprint(m.GetLastIndex())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.GetId(), suffrage(m.GetSuffrage()), m.GetLeader(),
+			m.GetRaftAddr(), orDash(m.GetGrpcAddr()), orDash(m.GetHttpAddr()), contact(m.GetLastContact()),
+			health(m), trailing, last)
 	}
 	tw.Flush()
+}
+
+// health is a member's health with how long it has been so, and "dead"
+// for a member the leader has not reached for the dead-server threshold.
+func health(m *adminpb.Member) string {
+	var s string
+	switch m.GetHealth() {
+	case adminpb.Health_HEALTH_HEALTHY:
+		s = "healthy"
+	case adminpb.Health_HEALTH_UNHEALTHY:
+		s = "unhealthy"
+		if m.GetFailed() {
+			s = "dead"
+		}
+	default:
+		return "-"
+	}
+	if since := m.GetHealthSince(); since != nil {
+		s += fmt.Sprintf(" (%s)", time.Since(since.AsTime()).Round(time.Second))
+	}
+	return s
+}
+
+// printMemberList prints a ListMembers answer: the members, then the
+// cluster's health as the leader's autopilot sees it, and which replica
+// answered.
+func printMemberList(w io.Writer, resp *adminpb.ListMembersResponse, from string) {
+	printMembers(w, resp.GetMembers())
+	fmt.Fprintln(w)
+	if !resp.GetHealthKnown() {
+		fmt.Fprintf(w, "health: not known to %s, which does not lead (only the leader's autopilot assesses members)\n", from)
+		return
+	}
+	state := "healthy"
+	if !resp.GetHealthy() {
+		state = "NOT healthy"
+	}
+	leader := from
+	for _, m := range resp.GetMembers() {
+		if m.GetLeader() {
+			leader = fmt.Sprintf("%s (%s)", m.GetId(), orDash(m.GetGrpcAddr()))
+		}
+	}
+	fmt.Fprintf(w, "cluster %s, failure tolerance %d (autopilot of leader %s, assessed %s ago)\n", state, resp.GetFailureTolerance(),
+		leader, time.Since(resp.GetAssessedAt().AsTime()).Round(time.Millisecond))
 }
 
 func suffrage(s adminpb.Suffrage) string {
@@ -136,25 +208,36 @@ func newMembersCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "members", Short: "List, add or remove replicas"}
 
 	var lf adminFlags
+	var local bool
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List the members of the cluster",
-		Args:  cobra.NoArgs,
+		Short: "List the members of the cluster with their health",
+		Long: "list prints the Raft configuration as the replica at --addr knows it. Each\n" +
+			"member's health (healthy: answering, heard from the leader recently, in its\n" +
+			"term and caught up), its last log index and how far it trails the leader are\n" +
+			"known to the leader's autopilot only: when --addr is a follower, list asks the\n" +
+			"leader it names instead, unless --local is given. A staged member is a\n" +
+			"non-voter that the leader promotes once it has been healthy for\n" +
+			"--autopilot-server-stabilization-time.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return lf.call(cmd.Context(), func(ctx context.Context, c adminpb.AdminClient) (proto.Message, error) {
-				return c.ListMembers(ctx, &adminpb.ListMembersRequest{})
-			}, cmd.OutOrStdout(), func(w io.Writer, m proto.Message) {
-				printMembers(w, m.(*adminpb.ListMembersResponse).GetMembers())
-			})
+			ctx, cancel := context.WithTimeout(cmd.Context(), lf.Timeout)
+			defer cancel()
+			resp, from, err := listMembers(ctx, &lf, local)
+			if err != nil {
+				return err
+			}
+			return lf.print(cmd.OutOrStdout(), resp, func(w io.Writer, _ proto.Message) { printMemberList(w, resp, from) })
 		},
 	}
 	lf.register(list)
+	list.Flags().BoolVar(&local, "local", false, "print what the replica at --addr knows, without asking the leader for the members' health")
 
 	var af adminFlags
 	var req adminpb.AddVoterRequest
 	add := &cobra.Command{
 		Use:   "add",
-		Short: "Add a replica as a voter (or update its addresses)",
+		Short: "Add a replica, staged as a non-voter until the leader promotes it (or update its addresses)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return af.call(cmd.Context(), func(ctx context.Context, c adminpb.AdminClient) (proto.Message, error) {
@@ -192,6 +275,38 @@ func newMembersCommand() *cobra.Command {
 
 	cmd.AddCommand(list, add, remove)
 	return cmd
+}
+
+// listMembers asks --addr for the members and, unless local, asks the
+// leader it names when --addr does not know the members' health. It
+// returns the answer and which replica gave it.
+func listMembers(ctx context.Context, f *adminFlags, local bool) (*adminpb.ListMembersResponse, string, error) {
+	var resp *adminpb.ListMembersResponse
+	err := f.with(f.Addr, func(c adminpb.AdminClient) (err error) {
+		resp, err = c.ListMembers(ctx, &adminpb.ListMembersRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	from := f.Addr
+	if resp.GetHealthKnown() || local {
+		return resp, from, nil
+	}
+	for _, m := range resp.GetMembers() {
+		if !m.GetLeader() || m.GetGrpcAddr() == "" || m.GetGrpcAddr() == f.Addr {
+			continue
+		}
+		var lresp *adminpb.ListMembersResponse
+		err := f.with(m.GetGrpcAddr(), func(c adminpb.AdminClient) (err error) {
+			lresp, err = c.ListMembers(ctx, &adminpb.ListMembersRequest{})
+			return err
+		})
+		if err == nil && lresp.GetHealthKnown() {
+			return lresp, fmt.Sprintf("%s (%s)", m.GetId(), m.GetGrpcAddr()), nil
+		}
+	}
+	return resp, from, nil
 }
 
 func newLeaderCommand() *cobra.Command {

@@ -39,6 +39,8 @@ type benchFlags struct {
 	// BackendDelay puts the direct target's database that much further
 	// away (added round-trip time).
 	BackendDelay time.Duration
+	// TLS dials the cluster and via targets.
+	TLS clientTLSFlags
 }
 
 func newBenchCommand() *cobra.Command {
@@ -66,6 +68,7 @@ func newBenchCommand() *cobra.Command {
 	}
 	cmd.AddCommand(newDelayProxyCommand())
 	fs := cmd.Flags()
+	f.TLS.register(fs)
 	fs.StringVar(&f.Cluster, "cluster", "", "gRPC addresses of the cluster's replicas (host:port,...)")
 	fs.StringVar(&f.Via, "via", "", "gRPC address of one replica that every call of the via target goes to")
 	fs.StringVar(&f.Postgres, "postgres", "", "PostgreSQL URL to drive directly")
@@ -173,8 +176,12 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 		counter = d.Transactions
 		targets = append(targets, bench.Target{Name: "postgres", Store: d, Transactions: d.Transactions})
 	}
+	tlsOpts, err := f.TLS.clientOptions()
+	if err != nil {
+		return err
+	}
 	if f.Cluster != "" {
-		c, err := client.New(splitList(f.Cluster), client.WithCallTimeout(30*time.Second))
+		c, err := client.New(splitList(f.Cluster), append(tlsOpts, client.WithCallTimeout(30*time.Second))...)
 		if err != nil {
 			return fmt.Errorf("--cluster: %w", err)
 		}
@@ -182,7 +189,7 @@ func runBench(cmd *cobra.Command, f benchFlags) error {
 		targets = append(targets, bench.Target{Name: "cluster", Store: c, Transactions: counter})
 	}
 	if f.Via != "" {
-		c, err := client.New([]string{f.Via}, client.WithCallTimeout(30*time.Second), client.WithoutLeaderRouting())
+		c, err := client.New([]string{f.Via}, append(tlsOpts, client.WithCallTimeout(30*time.Second), client.WithoutLeaderRouting())...)
 		if err != nil {
 			return fmt.Errorf("--via: %w", err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/hacommit/committer/backend/bolt"
 	"github.com/hacommit/committer/cluster"
 	"github.com/hacommit/committer/cluster/embed"
+	"github.com/hacommit/committer/metrics"
 )
 
 // devReplicas is the size of the development cluster: the smallest that
@@ -81,6 +82,12 @@ func runDev(ctx context.Context, cfg devConfig, out io.Writer, log *slog.Logger)
 	if err != nil {
 		return fmt.Errorf("--read-consistency: %w", err)
 	}
+	// Raft's metrics are process-wide: the three replicas share them, and
+	// each one's /metrics shows the same raft_* series, summed over all.
+	raftMetrics, err := metrics.InstallRaftMetrics()
+	if err != nil {
+		return err
+	}
 	var running []*embed.Server
 	defer func() {
 		for _, srv := range running {
@@ -101,6 +108,7 @@ func runDev(ctx context.Context, cfg devConfig, out io.Writer, log *slog.Logger)
 			ReadConsistency: rc,
 			MaxDataBytes:    cfg.MaxDataBytes,
 			Backend:         store,
+			RaftMetrics:     raftMetrics,
 			Logger:          log.With("replica", p.ID),
 		})
 		if err != nil {

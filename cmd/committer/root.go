@@ -24,7 +24,7 @@ func newRootCommand() *cobra.Command {
 		},
 	}
 	logCfg.register(root.PersistentFlags())
-	root.AddCommand(newServeCommand(&logCfg), newDevCommand(&logCfg), newStatusCommand(), newMembersCommand(), newLeaderCommand(), newFenceCommand(), newBenchCommand())
+	root.AddCommand(newServeCommand(&logCfg), newDevCommand(&logCfg), newStatusCommand(), newMembersCommand(), newLeaderCommand(), newFenceCommand(), newBenchCommand(), newRecoverCommand(&logCfg), newVersionCommand(), newDocsCommand())
 	documentEnv(root)
 	return root
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hacommit/committer/cluster/coalesce"
 	"github.com/hacommit/committer/cluster/embed"
 	"github.com/hacommit/committer/internal/faultdelay"
+	"github.com/hacommit/committer/metrics"
 	"github.com/hacommit/committer/rpc/server"
 )
 
@@ -53,6 +54,8 @@ type serveConfig struct {
 	ReadConsistency string
 	// FaultDelays are the raw --fault-delay values (POINT=DURATION).
 	FaultDelays []string
+	// TLS holds the TLS and admission flags, loaded into Replica.
+	TLS serverTLSFlags
 	// Replica is the replica's configuration; the backend is opened from
 	// Backend.
 	Replica embed.Config
@@ -121,6 +124,15 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 	_ = fs.MarkHidden("cache-max-entries")
 	fs.DurationVar(&r.Timeouts.Heartbeat, "raft-heartbeat-timeout", cluster.DefaultTimeouts().Heartbeat, "Raft heartbeat timeout: a follower starts an election after this long without a leader")
 	fs.DurationVar(&r.Timeouts.Election, "raft-election-timeout", cluster.DefaultTimeouts().Election, "Raft election timeout")
+	ap := &r.Autopilot
+	fs.BoolVar(&ap.CleanupDeadServers, "autopilot-cleanup-dead-servers", false, "let the leader remove members that have been dead (unreachable) for --autopilot-dead-server-threshold, never leaving fewer than --autopilot-min-quorum voters and only while a majority of the voters is healthy")
+	fs.DurationVar(&ap.LastContactThreshold, "autopilot-last-contact-threshold", cluster.DefaultAutopilotLastContactThreshold, "a member that has not heard from the leader for longer is unhealthy (0: the default)")
+	fs.Uint64Var(&ap.MaxTrailingLogs, "autopilot-max-trailing-logs", cluster.DefaultAutopilotMaxTrailingLogs, "a member whose Raft log trails the leader's by more entries is unhealthy (0: the default)")
+	fs.IntVar(&ap.MinQuorum, "autopilot-min-quorum", cluster.DefaultAutopilotMinQuorum, "dead-server cleanup never leaves fewer voters than this (0: the default)")
+	fs.DurationVar(&ap.ServerStabilizationTime, "autopilot-server-stabilization-time", cluster.DefaultAutopilotServerStabilizationTime, "a joining replica stays a staged non-voter until it has been healthy this long, then the leader promotes it to voter (0: the default)")
+	fs.DurationVar(&ap.DeadServerThreshold, "autopilot-dead-server-threshold", cluster.DefaultAutopilotDeadServerThreshold, "a member the leader has not reached for this long is dead, which cleanup acts on (0: the default; at least 2s)")
+	fs.DurationVar(&r.StatsInterval, "stats-interval", time.Minute, "how often to log one line of stats for the interval: calls and mean latency per operation, CaS outcomes, errors, cache hit rate, forwards, calls in flight (0: off)")
+	cfg.TLS.register(fs)
 	_ = cmd.MarkFlagRequired("backend") // the flag exists: cannot fail
 	return cmd
 }
@@ -168,12 +180,22 @@ func runServe(ctx context.Context, stop func(), cfg serveConfig, log *slog.Logge
 	if rc.ID == "" {
 		return errors.New("--id is required (the host name could not be read)")
 	}
+	if rc.TLS, rc.Admission, err = cfg.TLS.build(log); err != nil {
+		return err
+	}
+	rc.EnablePprof = cfg.TLS.EnablePprof
 	if rc.Coalesce.MaxOps <= 0 || rc.Coalesce.MaxBytes <= 0 || rc.Coalesce.MaxInFlight <= 0 {
 		return fmt.Errorf("--batch-max-ops, --batch-max-bytes and --batch-max-in-flight must be positive, got %d, %d and %d",
 			rc.Coalesce.MaxOps, rc.Coalesce.MaxBytes, rc.Coalesce.MaxInFlight)
 	}
+	if rc.StatsInterval < 0 {
+		return fmt.Errorf("--stats-interval must not be negative (0 turns the stats log off), got %v", rc.StatsInterval)
+	}
 	if rc.RequestTimeout <= 0 {
 		return fmt.Errorf("--request-timeout must be positive, got %v", rc.RequestTimeout)
+	}
+	if err := rc.Autopilot.Validate(); err != nil {
+		return err
 	}
 	if rc.BootstrapExpect == 0 && len(rc.Join) == 0 && len(rc.Peers) == 0 {
 		// Without cluster flags a fresh data dir forms a one-replica cluster
@@ -194,6 +216,10 @@ func runServe(ctx context.Context, stop func(), cfg serveConfig, log *slog.Logge
 		}
 	}()
 	rc.Backend = store
+	// One replica per process: it owns the process-wide Raft metrics.
+	if rc.RaftMetrics, err = metrics.InstallRaftMetrics(); err != nil {
+		return err
+	}
 	srv, err := embed.Start(rc)
 	if err != nil {
 		return err

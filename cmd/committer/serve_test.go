@@ -272,3 +272,18 @@ func TestHelpNamesEveryVariable(t *testing.T) {
 		t.Errorf("serve --help does not show the default gRPC address:\n%s", stdout.String())
 	}
 }
+
+// TestFlagReferenceIsCurrent keeps docs/flags.md the CLI's own output.
+func TestFlagReferenceIsCurrent(t *testing.T) {
+	var out strings.Builder
+	if err := writeFlagReference(&out, newRootCommand()); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("../../docs/flags.md")
+	if err != nil {
+		t.Fatalf("%v (run make docs)", err)
+	}
+	if out.String() != string(want) {
+		t.Fatal("docs/flags.md differs from `committer docs`: run make docs")
+	}
+}

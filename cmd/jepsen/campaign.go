@@ -41,6 +41,8 @@ type campaignFlags struct {
 	// runs are spread over; canaries use the first unless they say otherwise.
 	Isolation        string
 	ProgressInterval time.Duration
+	// TLS runs every run and canary with mutual TLS on.
+	TLS bool
 }
 
 // runOverhead is what a run costs beyond its workload time (start, healing,
@@ -89,6 +91,7 @@ func newCampaignCommand(code *int) *cobra.Command {
 	fs.DurationVar(&f.CanaryTime, "canary-time", 90*time.Second, "workload time of each canary run")
 	fs.IntVar(&f.CanaryAttempts, "canary-attempts", 2, "runs a canary gets to be caught")
 	fs.StringVar(&f.Isolation, "isolation", strings.Join(isolationLevels(), ","), "comma-separated isolation levels ("+strings.Join(isolationLevels(), ", ")+") the regular runs rotate over; canaries run under the first")
+	fs.BoolVar(&f.TLS, "tls", false, "run every run and canary with mutual TLS on every port and authorization on (jepsen run --tls)")
 	fs.DurationVar(&f.ProgressInterval, "progress-interval", 5*time.Second, "each run prints a progress line this often, which the campaign shows with the run's name (0: never)")
 	return cmd
 }
@@ -240,6 +243,9 @@ func runCampaign(ctx context.Context, f campaignFlags, stdout, stderr io.Writer)
 		rot = []string{"none"}
 	}
 	launch := func(pr plannedRun) campaignResult {
+		if f.TLS {
+			pr.Args = append(slices.Clone(pr.Args), "--tls")
+		}
 		return campaignRun(ctx, exe, bin, out, pr, f.ProgressInterval, stdout, say)
 	}
 	for i := 0; ; i++ {

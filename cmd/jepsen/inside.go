@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -98,6 +99,13 @@ func runInside(parent context.Context, f runFlags, stdout io.Writer) int {
 		say("replica flags: %s", strings.Join(f.replicaFlags(), " "))
 	}
 
+	var tlsFiles *control.TLS
+	if f.TLS {
+		if tlsFiles, err = control.NewTLS(filepath.Join(f.Out, "tls")); err != nil {
+			return fail(err)
+		}
+	}
+	say("transport: %s", tlsFiles)
 	cluster, err := control.Start(ctx, control.Options{
 		Binary:          f.CommitterBin,
 		Nodes:           f.Nodes,
@@ -106,6 +114,7 @@ func runInside(parent context.Context, f runFlags, stdout io.Writer) int {
 		UnsafeSkipFence: f.UnsafeSkipFence,
 		Isolation:       f.Isolation,
 		ExtraArgs:       f.ServeArgs,
+		TLS:             tlsFiles,
 		Logger:          log,
 	})
 	if err != nil {
@@ -135,6 +144,7 @@ func runInside(parent context.Context, f runFlags, stdout io.Writer) int {
 		Seed:         f.Seed,
 		WriteTimeout: f.OpTimeout,
 		ReadTimeout:  f.ReadTimeout,
+		TLS:          tlsClient(tlsFiles),
 		Logger:       log,
 	}, progress)
 	if err != nil {
@@ -233,4 +243,12 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// tlsClient is the workload's client TLS of a run (nil: plaintext).
+func tlsClient(t *control.TLS) *tls.Config {
+	if t == nil {
+		return nil
+	}
+	return t.Client
 }

@@ -42,6 +42,8 @@ type runFlags struct {
 	ReadTimeout      time.Duration
 	CheckTimeout     time.Duration
 	ProgressInterval time.Duration
+	// TLS runs the cluster with mutual TLS on every port.
+	TLS bool
 }
 
 // The values of --isolation: the PostgreSQL transaction isolation of the
@@ -99,6 +101,7 @@ func newRunCommand(code *int) *cobra.Command {
 	fs.StringVar(&f.ReadConsistency, "read-consistency", "", "passed to every replica (leader: the stale-read canary)")
 	fs.BoolVar(&f.UnsafeSkipFence, "unsafe-skip-fence", false, "start replicas with --unsafe-skip-fence (the fencing canary)")
 	fs.StringVar(&f.Isolation, "isolation", isolationSerializable, "PostgreSQL transaction isolation of every replica: "+strings.Join(isolationLevels(), " or "))
+	fs.BoolVar(&f.TLS, "tls", false, "run the replicas with mutual TLS on every port (certificates generated into <out>/tls) and authorization on; the harness presents an admin client certificate")
 	fs.StringArrayVar(&f.ServeArgs, "serve-arg", nil, "a further `flag` for every replica's committer serve, as one word, --name or --name=value (repeatable), e.g. --serve-arg=--unsafe-skip-fence")
 	fs.DurationVar(&f.ProgressInterval, "progress-interval", 5*time.Second, "print a progress line this often while the workload runs (0: never)")
 	fs.StringVar(&f.CommitterBin, "committer-bin", "", "committer binary (default: go build ./cmd/committer into <out>/bin)")
@@ -267,6 +270,7 @@ func runOutside(ctx context.Context, f runFlags, stdout, stderr io.Writer) int {
 		"--read-timeout", f.ReadTimeout.String(),
 		"--check-timeout", f.CheckTimeout.String(),
 		"--progress-interval", f.ProgressInterval.String(),
+		"--tls=" + strconv.FormatBool(f.TLS),
 	}
 	for _, arg := range f.ServeArgs {
 		args = append(args, "--serve-arg="+arg)

@@ -219,9 +219,26 @@ func retry(ctx context.Context, wait time.Duration, fn func(context.Context) err
 	return backoff.Retry(ctx, backoff.Policy{Initial: 250 * time.Millisecond}, fn)
 }
 
-// AddVoter adds the slot's current replica as a voter (a no-op if it is
-// one), retrying transient failures for up to 30s.
+// promotionWait bounds the wait for a staged member's promotion: the
+// leader's autopilot promotes it once it has been healthy for the
+// stabilization time (10s by default; docs/architecture.md §8.1), and a
+// wiped replica must first catch up.
+const promotionWait = 45 * time.Second
+
+// AddVoter adds the slot's current replica (a no-op if it is a member) and
+// waits until it is a voter: it joins staged, and the leader's autopilot
+// promotes it.
 func (c *Cluster) AddVoter(ctx context.Context, slot int) error {
+	if err := c.AddMember(ctx, slot); err != nil {
+		return err
+	}
+	return c.waitVoter(ctx, c.ID(slot), promotionWait)
+}
+
+// AddMember adds the slot's current replica (a no-op if it is a member),
+// retrying transient failures for up to 30s. It does not wait for the
+// promotion of a new, staged member.
+func (c *Cluster) AddMember(ctx context.Context, slot int) error {
 	n := c.nodes[slot-1]
 	id := c.ID(slot)
 	return retry(ctx, 30*time.Second, func(ctx context.Context) error {
@@ -292,10 +309,11 @@ func (c *Cluster) ReplaceNode(ctx context.Context, slot int) (string, error) {
 		return id, err
 	}
 	c.log.Info("replacing replica", "node", c.nodes[slot-1].Name, "old", old, "new", id)
-	return id, c.waitVoter(ctx, id, 30*time.Second)
+	return id, c.waitVoter(ctx, id, promotionWait)
 }
 
-// waitVoter waits until id is a voter of the committed configuration.
+// waitVoter waits until id is a voter of the committed configuration, which
+// for a new member means autopilot has promoted it.
 func (c *Cluster) waitVoter(ctx context.Context, id string, wait time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hacommit/committer/backend/pgtest"
@@ -75,6 +76,9 @@ type Options struct {
 	Isolation string
 	// ExtraArgs are appended to every `committer serve` command line.
 	ExtraArgs []string
+	// TLS, if set, runs every replica with mutual TLS on every port; the
+	// harness's admin connections and probes use its client certificate.
+	TLS *TLS
 	// Logger receives lifecycle events; nil discards them.
 	Logger *slog.Logger
 }
@@ -134,7 +138,13 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	// Probes are bounded by a second each; a paused replica must not hold
 	// one on an old connection.
-	probes := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	probeTransport := &http.Transport{DisableKeepAlives: true}
+	creds := insecure.NewCredentials()
+	if opts.TLS != nil {
+		probeTransport.TLSClientConfig = opts.TLS.Client
+		creds = credentials.NewTLS(opts.TLS.Client)
+	}
+	probes := &http.Client{Timeout: time.Second, Transport: probeTransport}
 	for _, n := range c.nodes {
 		r := &replica{id: n.Name}
 		r.proc = replicaproc.New(replicaproc.Options{
@@ -144,9 +154,10 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			OwnProcessGroup: true,
 			OnCrash:         func(err error) { c.crashed(n, err) },
 			HTTP:            probes,
+			HTTPS:           opts.TLS != nil,
 		})
 		c.replicas = append(c.replicas, r)
-		cc, err := grpc.NewClient(n.GRPCAddr(), append(wire.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+		cc, err := grpc.NewClient(n.GRPCAddr(), append(wire.DialOptions(), grpc.WithTransportCredentials(creds))...)
 		if err != nil {
 			return nil, fmt.Errorf("admin connection to %s: %w", n.Name, err)
 		}
@@ -266,6 +277,9 @@ func (o Options) extraServeArgs() []string {
 	var out []string
 	if o.Isolation != "" {
 		out = append(out, "--isolation="+o.Isolation)
+	}
+	if o.TLS != nil {
+		out = append(out, o.TLS.ServeArgs...)
 	}
 	return append(out, o.ExtraArgs...)
 }

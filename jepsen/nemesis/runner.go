@@ -526,9 +526,10 @@ func (r *Runner) restartStrays(ctx context.Context, since map[int]time.Time) {
 	}
 }
 
-// addMissingVoters adds every slot's replica that is not a voter, and
+// addMissingVoters adds every slot's replica that is not a member, and
 // removes members that are no slot's replica (a replaced id whose removal
-// failed).
+// failed). A staged member is left to the leader's autopilot, which
+// promotes it once it is stable; Health waits for that.
 func (r *Runner) addMissingVoters(ctx context.Context) {
 	ms, err := r.c.Members(ctx)
 	if err != nil {
@@ -543,10 +544,8 @@ func (r *Runner) addMissingVoters(ctx context.Context) {
 	}
 	for _, n := range r.c.Nodes() {
 		id := r.c.ID(n.Slot)
-		if !slices.ContainsFunc(ms, func(m *adminpb.Member) bool {
-			return m.GetId() == id && m.GetSuffrage() == adminpb.Suffrage_SUFFRAGE_VOTER
-		}) {
-			if err := r.c.AddVoter(ctx, n.Slot); err != nil {
+		if !slices.ContainsFunc(ms, func(m *adminpb.Member) bool { return m.GetId() == id }) {
+			if err := r.c.AddMember(ctx, n.Slot); err != nil {
 				r.log.Debug("re-adding a voter", "node", n.Name, "err", err)
 			}
 		}

@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,6 +45,8 @@ type Config struct {
 	// WriteTimeout and ReadTimeout bound one operation (defaults 5s, 2s).
 	WriteTimeout time.Duration
 	ReadTimeout  time.Duration
+	// TLS, if set, is the client TLS every worker dials with.
+	TLS *tls.Config
 	// Logger receives workload events; nil discards them.
 	Logger *slog.Logger
 }
@@ -127,9 +130,9 @@ func New(cfg Config, rec Recorder) (*Workload, error) {
 		}
 		var err error
 		if wk.role == routed {
-			wk.store, err = routingClient(cfg.Targets, wk.target, cfg.Logger)
+			wk.store, err = routingClient(cfg.Targets, wk.target, cfg.TLS, cfg.Logger)
 		} else {
-			wk.store, err = pinnedClient(wk.target, cfg.Logger)
+			wk.store, err = pinnedClient(wk.target, cfg.TLS, cfg.Logger)
 		}
 		if err != nil {
 			w.Close()
@@ -142,14 +145,14 @@ func New(cfg Config, rec Recorder) (*Workload, error) {
 
 // routingClient talks to every target, starting with first, and follows
 // the leader replicas name.
-func routingClient(targets []Target, first Target, log *slog.Logger) (*client.Client, error) {
+func routingClient(targets []Target, first Target, tlsCfg *tls.Config, log *slog.Logger) (*client.Client, error) {
 	eps := []string{first.Addr}
 	for _, t := range targets {
 		if t.Addr != first.Addr {
 			eps = append(eps, t.Addr)
 		}
 	}
-	return client.New(eps, client.WithLogger(log))
+	return client.New(eps, withTLS(tlsCfg, client.WithLogger(log))...)
 }
 
 // pinnedClient talks to t only. The client follows the leader a replica
@@ -157,13 +160,13 @@ func routingClient(targets []Target, first Target, log *slog.Logger) (*client.Cl
 // always connects to t, so every call of a pinned worker goes to t.
 // (client.FromConn would be the natural choice, but it switches its
 // preferred endpoint to a named leader it has no connection for.)
-func pinnedClient(t Target, log *slog.Logger) (*client.Client, error) {
+func pinnedClient(t Target, tlsCfg *tls.Config, log *slog.Logger) (*client.Client, error) {
 	dial := func(ctx context.Context, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", t.Addr)
 	}
-	return client.New([]string{t.Addr}, client.WithMaxAttempts(3), client.WithLogger(log),
-		client.WithDialOptions(grpc.WithContextDialer(dial)))
+	return client.New([]string{t.Addr}, withTLS(tlsCfg, client.WithMaxAttempts(3), client.WithLogger(log),
+		client.WithDialOptions(grpc.WithContextDialer(dial)))...)
 }
 
 // Close closes every client.
@@ -240,7 +243,7 @@ func (wk *worker) run(o op) history.Event {
 // its attempts the cluster is evidently not serving, and the remaining reads
 // get one attempt each. Every attempt is recorded; ctx bounds the whole.
 func (w *Workload) Final(ctx context.Context, attempts int) error {
-	store, err := routingClient(w.cfg.Targets, w.cfg.Targets[0], w.cfg.Logger)
+	store, err := routingClient(w.cfg.Targets, w.cfg.Targets[0], w.cfg.TLS, w.cfg.Logger)
 	if err != nil {
 		return err
 	}
@@ -293,4 +296,12 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// withTLS adds the client TLS option to opts when cfg is set.
+func withTLS(cfg *tls.Config, opts ...client.Option) []client.Option {
+	if cfg == nil {
+		return opts
+	}
+	return append([]client.Option{client.WithTLS(cfg)}, opts...)
 }

@@ -16,6 +16,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -136,6 +137,61 @@ func (Suffrage) EnumDescriptor() ([]byte, []int) {
 	return file_committer_admin_v1_admin_proto_rawDescGZIP(), []int{1}
 }
 
+// A member's health as the leader's autopilot judges it: healthy when it
+// answers, heard from the leader recently (--autopilot-last-contact-threshold),
+// is in the leader's term and trails the leader's log by at most
+// --autopilot-max-trailing-logs entries.
+type Health int32
+
+const (
+	// Not known: the answering replica does not lead, or its autopilot has not
+	// assessed the member yet.
+	Health_HEALTH_UNSPECIFIED Health = 0
+	Health_HEALTH_HEALTHY     Health = 1
+	Health_HEALTH_UNHEALTHY   Health = 2
+)
+
+// Enum value maps for Health.
+var (
+	Health_name = map[int32]string{
+		0: "HEALTH_UNSPECIFIED",
+		1: "HEALTH_HEALTHY",
+		2: "HEALTH_UNHEALTHY",
+	}
+	Health_value = map[string]int32{
+		"HEALTH_UNSPECIFIED": 0,
+		"HEALTH_HEALTHY":     1,
+		"HEALTH_UNHEALTHY":   2,
+	}
+)
+
+func (x Health) Enum() *Health {
+	p := new(Health)
+	*p = x
+	return p
+}
+
+func (x Health) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Health) Descriptor() protoreflect.EnumDescriptor {
+	return file_committer_admin_v1_admin_proto_enumTypes[2].Descriptor()
+}
+
+func (Health) Type() protoreflect.EnumType {
+	return &file_committer_admin_v1_admin_proto_enumTypes[2]
+}
+
+func (x Health) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Health.Descriptor instead.
+func (Health) EnumDescriptor() ([]byte, []int) {
+	return file_committer_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
 type Member struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The Raft server id.
@@ -148,7 +204,23 @@ type Member struct {
 	Leader bool `protobuf:"varint,6,opt,name=leader,proto3" json:"leader,omitempty"`
 	// Time since the leader last heard from this member, as known by the
 	// answering replica; unset when it does not know (e.g. it is a follower).
-	LastContact   *durationpb.Duration `protobuf:"bytes,7,opt,name=last_contact,json=lastContact,proto3" json:"last_contact,omitempty"`
+	LastContact *durationpb.Duration `protobuf:"bytes,7,opt,name=last_contact,json=lastContact,proto3" json:"last_contact,omitempty"`
+	// The fields below are the leader's autopilot's view, set in ListMembers
+	// answered by the leader (see ListMembersResponse.health_known); in
+	// ListMembers the last_contact above comes from the same view.
+	Health Health `protobuf:"varint,8,opt,name=health,proto3,enum=committer.admin.v1.Health" json:"health,omitempty"`
+	// Since when the member's health has been what it is now.
+	HealthSince *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=health_since,json=healthSince,proto3" json:"health_since,omitempty"`
+	// The term and index of the last entry in the member's Raft log, as it
+	// last reported them.
+	LastTerm  uint64 `protobuf:"varint,10,opt,name=last_term,json=lastTerm,proto3" json:"last_term,omitempty"`
+	LastIndex uint64 `protobuf:"varint,11,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
+	// How many entries the member's log trails the leader's.
+	TrailingLogs uint64 `protobuf:"varint,12,opt,name=trailing_logs,json=trailingLogs,proto3" json:"trailing_logs,omitempty"`
+	// The leader has not reached the member for longer than
+	// --autopilot-dead-server-threshold: a dead server, which cleanup removes
+	// (with --autopilot-cleanup-dead-servers) when quorum allows.
+	Failed        bool `protobuf:"varint,13,opt,name=failed,proto3" json:"failed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -230,6 +302,48 @@ func (x *Member) GetLastContact() *durationpb.Duration {
 		return x.LastContact
 	}
 	return nil
+}
+
+func (x *Member) GetHealth() Health {
+	if x != nil {
+		return x.Health
+	}
+	return Health_HEALTH_UNSPECIFIED
+}
+
+func (x *Member) GetHealthSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HealthSince
+	}
+	return nil
+}
+
+func (x *Member) GetLastTerm() uint64 {
+	if x != nil {
+		return x.LastTerm
+	}
+	return 0
+}
+
+func (x *Member) GetLastIndex() uint64 {
+	if x != nil {
+		return x.LastIndex
+	}
+	return 0
+}
+
+func (x *Member) GetTrailingLogs() uint64 {
+	if x != nil {
+		return x.TrailingLogs
+	}
+	return 0
+}
+
+func (x *Member) GetFailed() bool {
+	if x != nil {
+		return x.Failed
+	}
+	return false
 }
 
 type StatusRequest struct {
@@ -450,8 +564,18 @@ type ListMembersResponse struct {
 	Members []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
 	// The Raft log index of the configuration the list reflects.
 	ConfigurationIndex uint64 `protobuf:"varint,2,opt,name=configuration_index,json=configurationIndex,proto3" json:"configuration_index,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// True when the answering replica leads and its autopilot has assessed the
+	// members: the members' health fields and the two below are set. A
+	// follower does not know them; ask the leader (the member with leader set).
+	HealthKnown bool `protobuf:"varint,3,opt,name=health_known,json=healthKnown,proto3" json:"health_known,omitempty"`
+	// Every member is healthy.
+	Healthy bool `protobuf:"varint,4,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	// How many voters could fail with the healthy voters still a quorum.
+	FailureTolerance int32 `protobuf:"varint,5,opt,name=failure_tolerance,json=failureTolerance,proto3" json:"failure_tolerance,omitempty"`
+	// When the leader's autopilot made the assessment, by the leader's clock.
+	AssessedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=assessed_at,json=assessedAt,proto3" json:"assessed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListMembersResponse) Reset() {
@@ -496,6 +620,34 @@ func (x *ListMembersResponse) GetConfigurationIndex() uint64 {
 		return x.ConfigurationIndex
 	}
 	return 0
+}
+
+func (x *ListMembersResponse) GetHealthKnown() bool {
+	if x != nil {
+		return x.HealthKnown
+	}
+	return false
+}
+
+func (x *ListMembersResponse) GetHealthy() bool {
+	if x != nil {
+		return x.Healthy
+	}
+	return false
+}
+
+func (x *ListMembersResponse) GetFailureTolerance() int32 {
+	if x != nil {
+		return x.FailureTolerance
+	}
+	return 0
+}
+
+func (x *ListMembersResponse) GetAssessedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AssessedAt
+	}
+	return nil
 }
 
 type AddVoterRequest struct {
@@ -925,7 +1077,7 @@ var File_committer_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_committer_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x1ecommitter/admin/v1/admin.proto\x12\x12committer.admin.v1\x1a\x1egoogle/protobuf/duration.proto\"\xff\x01\n" +
+	"\x1ecommitter/admin/v1/admin.proto\x12\x12committer.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x03\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
@@ -933,7 +1085,15 @@ const file_committer_admin_v1_admin_proto_rawDesc = "" +
 	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\x128\n" +
 	"\bsuffrage\x18\x05 \x01(\x0e2\x1c.committer.admin.v1.SuffrageR\bsuffrage\x12\x16\n" +
 	"\x06leader\x18\x06 \x01(\bR\x06leader\x12<\n" +
-	"\flast_contact\x18\a \x01(\v2\x19.google.protobuf.DurationR\vlastContact\"\x0f\n" +
+	"\flast_contact\x18\a \x01(\v2\x19.google.protobuf.DurationR\vlastContact\x122\n" +
+	"\x06health\x18\b \x01(\x0e2\x1a.committer.admin.v1.HealthR\x06health\x12=\n" +
+	"\fhealth_since\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vhealthSince\x12\x1b\n" +
+	"\tlast_term\x18\n" +
+	" \x01(\x04R\blastTerm\x12\x1d\n" +
+	"\n" +
+	"last_index\x18\v \x01(\x04R\tlastIndex\x12#\n" +
+	"\rtrailing_logs\x18\f \x01(\x04R\ftrailingLogs\x12\x16\n" +
+	"\x06failed\x18\r \x01(\bR\x06failed\"\x0f\n" +
 	"\rStatusRequest\"\xe6\x03\n" +
 	"\x0eStatusResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
@@ -950,10 +1110,15 @@ const file_committer_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\v \x01(\tR\tclusterId\x12#\n" +
 	"\rfence_problem\x18\f \x01(\tR\ffenceProblem\"\x14\n" +
-	"\x12ListMembersRequest\"|\n" +
+	"\x12ListMembersRequest\"\xa3\x02\n" +
 	"\x13ListMembersResponse\x124\n" +
 	"\amembers\x18\x01 \x03(\v2\x1a.committer.admin.v1.MemberR\amembers\x12/\n" +
-	"\x13configuration_index\x18\x02 \x01(\x04R\x12configurationIndex\"x\n" +
+	"\x13configuration_index\x18\x02 \x01(\x04R\x12configurationIndex\x12!\n" +
+	"\fhealth_known\x18\x03 \x01(\bR\vhealthKnown\x12\x18\n" +
+	"\ahealthy\x18\x04 \x01(\bR\ahealthy\x12+\n" +
+	"\x11failure_tolerance\x18\x05 \x01(\x05R\x10failureTolerance\x12;\n" +
+	"\vassessed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"assessedAt\"x\n" +
 	"\x0fAddVoterRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
@@ -988,7 +1153,11 @@ const file_committer_admin_v1_admin_proto_rawDesc = "" +
 	"\x14SUFFRAGE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSUFFRAGE_VOTER\x10\x01\x12\x15\n" +
 	"\x11SUFFRAGE_NONVOTER\x10\x02\x12\x14\n" +
-	"\x10SUFFRAGE_STAGING\x10\x032\xc4\x04\n" +
+	"\x10SUFFRAGE_STAGING\x10\x03*J\n" +
+	"\x06Health\x12\x16\n" +
+	"\x12HEALTH_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eHEALTH_HEALTHY\x10\x01\x12\x14\n" +
+	"\x10HEALTH_UNHEALTHY\x10\x022\xc4\x04\n" +
 	"\x05Admin\x12O\n" +
 	"\x06Status\x12!.committer.admin.v1.StatusRequest\x1a\".committer.admin.v1.StatusResponse\x12^\n" +
 	"\vListMembers\x12&.committer.admin.v1.ListMembersRequest\x1a'.committer.admin.v1.ListMembersResponse\x12U\n" +
@@ -1010,52 +1179,57 @@ func file_committer_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_committer_admin_v1_admin_proto_rawDescData
 }
 
-var file_committer_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_committer_admin_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_committer_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_committer_admin_v1_admin_proto_goTypes = []any{
 	(RaftState)(0),                     // 0: committer.admin.v1.RaftState
 	(Suffrage)(0),                      // 1: committer.admin.v1.Suffrage
-	(*Member)(nil),                     // 2: committer.admin.v1.Member
-	(*StatusRequest)(nil),              // 3: committer.admin.v1.StatusRequest
-	(*StatusResponse)(nil),             // 4: committer.admin.v1.StatusResponse
-	(*ListMembersRequest)(nil),         // 5: committer.admin.v1.ListMembersRequest
-	(*ListMembersResponse)(nil),        // 6: committer.admin.v1.ListMembersResponse
-	(*AddVoterRequest)(nil),            // 7: committer.admin.v1.AddVoterRequest
-	(*AddVoterResponse)(nil),           // 8: committer.admin.v1.AddVoterResponse
-	(*RemoveServerRequest)(nil),        // 9: committer.admin.v1.RemoveServerRequest
-	(*RemoveServerResponse)(nil),       // 10: committer.admin.v1.RemoveServerResponse
-	(*TransferLeadershipRequest)(nil),  // 11: committer.admin.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 12: committer.admin.v1.TransferLeadershipResponse
-	(*AdoptFenceRequest)(nil),          // 13: committer.admin.v1.AdoptFenceRequest
-	(*AdoptFenceResponse)(nil),         // 14: committer.admin.v1.AdoptFenceResponse
-	(*durationpb.Duration)(nil),        // 15: google.protobuf.Duration
+	(Health)(0),                        // 2: committer.admin.v1.Health
+	(*Member)(nil),                     // 3: committer.admin.v1.Member
+	(*StatusRequest)(nil),              // 4: committer.admin.v1.StatusRequest
+	(*StatusResponse)(nil),             // 5: committer.admin.v1.StatusResponse
+	(*ListMembersRequest)(nil),         // 6: committer.admin.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),        // 7: committer.admin.v1.ListMembersResponse
+	(*AddVoterRequest)(nil),            // 8: committer.admin.v1.AddVoterRequest
+	(*AddVoterResponse)(nil),           // 9: committer.admin.v1.AddVoterResponse
+	(*RemoveServerRequest)(nil),        // 10: committer.admin.v1.RemoveServerRequest
+	(*RemoveServerResponse)(nil),       // 11: committer.admin.v1.RemoveServerResponse
+	(*TransferLeadershipRequest)(nil),  // 12: committer.admin.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 13: committer.admin.v1.TransferLeadershipResponse
+	(*AdoptFenceRequest)(nil),          // 14: committer.admin.v1.AdoptFenceRequest
+	(*AdoptFenceResponse)(nil),         // 15: committer.admin.v1.AdoptFenceResponse
+	(*durationpb.Duration)(nil),        // 16: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 17: google.protobuf.Timestamp
 }
 var file_committer_admin_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: committer.admin.v1.Member.suffrage:type_name -> committer.admin.v1.Suffrage
-	15, // 1: committer.admin.v1.Member.last_contact:type_name -> google.protobuf.Duration
-	0,  // 2: committer.admin.v1.StatusResponse.state:type_name -> committer.admin.v1.RaftState
-	2,  // 3: committer.admin.v1.StatusResponse.leader:type_name -> committer.admin.v1.Member
-	2,  // 4: committer.admin.v1.StatusResponse.members:type_name -> committer.admin.v1.Member
-	15, // 5: committer.admin.v1.StatusResponse.last_leader_contact:type_name -> google.protobuf.Duration
-	2,  // 6: committer.admin.v1.ListMembersResponse.members:type_name -> committer.admin.v1.Member
-	2,  // 7: committer.admin.v1.TransferLeadershipResponse.leader:type_name -> committer.admin.v1.Member
-	3,  // 8: committer.admin.v1.Admin.Status:input_type -> committer.admin.v1.StatusRequest
-	5,  // 9: committer.admin.v1.Admin.ListMembers:input_type -> committer.admin.v1.ListMembersRequest
-	7,  // 10: committer.admin.v1.Admin.AddVoter:input_type -> committer.admin.v1.AddVoterRequest
-	9,  // 11: committer.admin.v1.Admin.RemoveServer:input_type -> committer.admin.v1.RemoveServerRequest
-	11, // 12: committer.admin.v1.Admin.TransferLeadership:input_type -> committer.admin.v1.TransferLeadershipRequest
-	13, // 13: committer.admin.v1.Admin.AdoptFence:input_type -> committer.admin.v1.AdoptFenceRequest
-	4,  // 14: committer.admin.v1.Admin.Status:output_type -> committer.admin.v1.StatusResponse
-	6,  // 15: committer.admin.v1.Admin.ListMembers:output_type -> committer.admin.v1.ListMembersResponse
-	8,  // 16: committer.admin.v1.Admin.AddVoter:output_type -> committer.admin.v1.AddVoterResponse
-	10, // 17: committer.admin.v1.Admin.RemoveServer:output_type -> committer.admin.v1.RemoveServerResponse
-	12, // 18: committer.admin.v1.Admin.TransferLeadership:output_type -> committer.admin.v1.TransferLeadershipResponse
-	14, // 19: committer.admin.v1.Admin.AdoptFence:output_type -> committer.admin.v1.AdoptFenceResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	16, // 1: committer.admin.v1.Member.last_contact:type_name -> google.protobuf.Duration
+	2,  // 2: committer.admin.v1.Member.health:type_name -> committer.admin.v1.Health
+	17, // 3: committer.admin.v1.Member.health_since:type_name -> google.protobuf.Timestamp
+	0,  // 4: committer.admin.v1.StatusResponse.state:type_name -> committer.admin.v1.RaftState
+	3,  // 5: committer.admin.v1.StatusResponse.leader:type_name -> committer.admin.v1.Member
+	3,  // 6: committer.admin.v1.StatusResponse.members:type_name -> committer.admin.v1.Member
+	16, // 7: committer.admin.v1.StatusResponse.last_leader_contact:type_name -> google.protobuf.Duration
+	3,  // 8: committer.admin.v1.ListMembersResponse.members:type_name -> committer.admin.v1.Member
+	17, // 9: committer.admin.v1.ListMembersResponse.assessed_at:type_name -> google.protobuf.Timestamp
+	3,  // 10: committer.admin.v1.TransferLeadershipResponse.leader:type_name -> committer.admin.v1.Member
+	4,  // 11: committer.admin.v1.Admin.Status:input_type -> committer.admin.v1.StatusRequest
+	6,  // 12: committer.admin.v1.Admin.ListMembers:input_type -> committer.admin.v1.ListMembersRequest
+	8,  // 13: committer.admin.v1.Admin.AddVoter:input_type -> committer.admin.v1.AddVoterRequest
+	10, // 14: committer.admin.v1.Admin.RemoveServer:input_type -> committer.admin.v1.RemoveServerRequest
+	12, // 15: committer.admin.v1.Admin.TransferLeadership:input_type -> committer.admin.v1.TransferLeadershipRequest
+	14, // 16: committer.admin.v1.Admin.AdoptFence:input_type -> committer.admin.v1.AdoptFenceRequest
+	5,  // 17: committer.admin.v1.Admin.Status:output_type -> committer.admin.v1.StatusResponse
+	7,  // 18: committer.admin.v1.Admin.ListMembers:output_type -> committer.admin.v1.ListMembersResponse
+	9,  // 19: committer.admin.v1.Admin.AddVoter:output_type -> committer.admin.v1.AddVoterResponse
+	11, // 20: committer.admin.v1.Admin.RemoveServer:output_type -> committer.admin.v1.RemoveServerResponse
+	13, // 21: committer.admin.v1.Admin.TransferLeadership:output_type -> committer.admin.v1.TransferLeadershipResponse
+	15, // 22: committer.admin.v1.Admin.AdoptFence:output_type -> committer.admin.v1.AdoptFenceResponse
+	17, // [17:23] is the sub-list for method output_type
+	11, // [11:17] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_committer_admin_v1_admin_proto_init() }
@@ -1068,7 +1242,7 @@ func file_committer_admin_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_committer_admin_v1_admin_proto_rawDesc), len(file_committer_admin_v1_admin_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -40,10 +40,13 @@ type AdminClient interface {
 	// Status describes the answering replica and what it knows of the cluster.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 	// ListMembers returns the committed Raft configuration with each member's
-	// addresses.
+	// addresses and, when the answering replica leads, its autopilot's view of
+	// each member's health (docs/architecture.md §8.1).
 	ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error)
 	// AddVoter adds a replica as a voter (or updates its addresses if it is
-	// already a member).
+	// already a member). A new member joins as a staged non-voter that the
+	// leader's autopilot promotes to voter once it has caught up and stayed
+	// healthy for the stabilization time (docs/architecture.md §8.1).
 	AddVoter(ctx context.Context, in *AddVoterRequest, opts ...grpc.CallOption) (*AddVoterResponse, error)
 	// RemoveServer removes a replica from the configuration.
 	RemoveServer(ctx context.Context, in *RemoveServerRequest, opts ...grpc.CallOption) (*RemoveServerResponse, error)
@@ -133,10 +136,13 @@ type AdminServer interface {
 	// Status describes the answering replica and what it knows of the cluster.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	// ListMembers returns the committed Raft configuration with each member's
-	// addresses.
+	// addresses and, when the answering replica leads, its autopilot's view of
+	// each member's health (docs/architecture.md §8.1).
 	ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error)
 	// AddVoter adds a replica as a voter (or updates its addresses if it is
-	// already a member).
+	// already a member). A new member joins as a staged non-voter that the
+	// leader's autopilot promotes to voter once it has caught up and stayed
+	// healthy for the stabilization time (docs/architecture.md §8.1).
 	AddVoter(context.Context, *AddVoterRequest) (*AddVoterResponse, error)
 	// RemoveServer removes a replica from the configuration.
 	RemoveServer(context.Context, *RemoveServerRequest) (*RemoveServerResponse, error)

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/cluster"
@@ -22,6 +23,9 @@ import (
 type Replica interface {
 	Status(ctx context.Context, probe bool) (cluster.Status, error)
 	Members() ([]cluster.MemberStatus, uint64, error)
+	// Health is the leader's autopilot's latest assessment; ok only on
+	// the leader once it has made one.
+	Health() (h cluster.ClusterHealth, ok bool)
 	AddVoter(ctx context.Context, m fsm.Member) (uint64, error)
 	RemoveServer(ctx context.Context, id string) (uint64, error)
 	TransferLeadership(ctx context.Context, target string) (fsm.Member, uint64, error)
@@ -66,15 +70,34 @@ func (s *Server) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusRes
 	return resp, nil
 }
 
-// ListMembers returns the committed configuration.
+// ListMembers returns the configuration as this replica knows it, with
+// each member's health when this replica leads: a follower does not know
+// it, and says so (health_known unset) rather than forwarding, so that each
+// replica's own view of the configuration stays observable; `committer
+// members list` asks the leader then (docs/architecture.md §8.1).
 func (s *Server) ListMembers(ctx context.Context, _ *pb.ListMembersRequest) (*pb.ListMembersResponse, error) {
 	ms, index, err := s.replica.Members()
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	resp := &pb.ListMembersResponse{ConfigurationIndex: index}
+	h, known := s.replica.Health()
+	if known {
+		resp.HealthKnown, resp.Healthy, resp.FailureTolerance = true, h.Healthy, int32(h.FailureTolerance)
+		resp.AssessedAt = timestamppb.New(h.At)
+	}
 	for _, m := range ms {
-		resp.Members = append(resp.Members, member(m))
+		pm := member(m)
+		if mh, ok := h.Members[m.ID]; known && ok {
+			pm.Health = pb.Health_HEALTH_UNHEALTHY
+			if mh.Healthy {
+				pm.Health = pb.Health_HEALTH_HEALTHY
+			}
+			pm.HealthSince = timestamppb.New(mh.Since)
+			pm.LastContact = duration(mh.LastContact)
+			pm.LastTerm, pm.LastIndex, pm.TrailingLogs, pm.Failed = mh.LastTerm, mh.LastIndex, mh.TrailingLogs, mh.Failed
+		}
+		resp.Members = append(resp.Members, pm)
 	}
 	return resp, nil
 }
@@ -122,7 +145,10 @@ func (s *Server) AdoptFence(ctx context.Context, req *pb.AdoptFenceRequest) (*pb
 }
 
 func member(m cluster.MemberStatus) *pb.Member {
-	suffrage := pb.Suffrage_SUFFRAGE_NONVOTER
+	// Every non-voter is a staged member: it joined as one, and the
+	// leader's autopilot promotes it once it has caught up and stayed
+	// healthy (docs/architecture.md §8.1).
+	suffrage := pb.Suffrage_SUFFRAGE_STAGING
 	if m.Voter {
 		suffrage = pb.Suffrage_SUFFRAGE_VOTER
 	}

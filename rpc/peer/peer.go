@@ -171,6 +171,20 @@ func (c *Conn) CurrentTerm(ctx context.Context, leaderTerm uint64, leaderID stri
 	return resp.GetTerm(), nil
 }
 
+// ServerStats asks the peer for its view of its Raft log, for the leader's
+// autopilot.
+func (c *Conn) ServerStats(ctx context.Context, leaderTerm uint64, leaderID string) (cluster.ServerStats, error) {
+	resp, err := c.peer.ServerStats(ctx, &peerpb.ServerStatsRequest{LeaderTerm: leaderTerm, LeaderId: leaderID})
+	if err != nil {
+		return cluster.ServerStats{}, err
+	}
+	st := cluster.ServerStats{ID: resp.GetId(), LastContact: -1, LastTerm: resp.GetLastTerm(), LastIndex: resp.GetLastIndex()}
+	if lc := resp.GetLastContact(); lc != nil {
+		st.LastContact = lc.AsDuration()
+	}
+	return st, nil
+}
+
 // AdoptFence asks the peer to adopt the database's fence for the cluster.
 func (c *Conn) AdoptFence(ctx context.Context, force bool) (cluster.FenceChange, error) {
 	resp, err := call(ctx, func(ctx context.Context) (*adminpb.AdoptFenceResponse, error) {

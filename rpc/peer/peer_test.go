@@ -26,6 +26,7 @@ func (s stubReplica) Status(context.Context, bool) (cluster.Status, error) {
 	return cluster.Status{ID: "r2", LastLeaderContact: 1500 * time.Millisecond}, s.err
 }
 func (s stubReplica) Members() ([]cluster.MemberStatus, uint64, error) { return nil, 0, s.err }
+func (s stubReplica) Health() (cluster.ClusterHealth, bool)            { return cluster.ClusterHealth{}, false }
 func (s stubReplica) AddVoter(context.Context, fsm.Member) (uint64, error) {
 	return 7, s.err
 }

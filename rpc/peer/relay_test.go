@@ -14,6 +14,7 @@ import (
 	"github.com/hacommit/committer/backend"
 	"github.com/hacommit/committer/backend/bolt"
 	"github.com/hacommit/committer/backend/conformance"
+	"github.com/hacommit/committer/cluster"
 	"github.com/hacommit/committer/rpc/consensuspb"
 	"github.com/hacommit/committer/rpc/peerserver"
 	"github.com/hacommit/committer/rpc/rpctest"
@@ -23,6 +24,10 @@ import (
 type termReplica struct{}
 
 func (termReplica) CurrentTerm() uint64 { return 3 }
+
+func (termReplica) ServerStats() cluster.ServerStats {
+	return cluster.ServerStats{ID: "r2", LastContact: 1500 * time.Millisecond, LastTerm: 3, LastIndex: 42}
+}
 
 // relayServer serves the consensus service over store and the peer
 // service relaying it, as a replica does.

@@ -12,6 +12,7 @@ package peerpb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -295,11 +296,137 @@ func (x *RelayResponse) GetDraining() bool {
 	return false
 }
 
+type ServerStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The asking leader's term and id, for the answering replica's logs.
+	LeaderTerm    uint64 `protobuf:"varint,1,opt,name=leader_term,json=leaderTerm,proto3" json:"leader_term,omitempty"`
+	LeaderId      string `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerStatsRequest) Reset() {
+	*x = ServerStatsRequest{}
+	mi := &file_committer_peer_v1_peer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerStatsRequest) ProtoMessage() {}
+
+func (x *ServerStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_committer_peer_v1_peer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerStatsRequest.ProtoReflect.Descriptor instead.
+func (*ServerStatsRequest) Descriptor() ([]byte, []int) {
+	return file_committer_peer_v1_peer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ServerStatsRequest) GetLeaderTerm() uint64 {
+	if x != nil {
+		return x.LeaderTerm
+	}
+	return 0
+}
+
+func (x *ServerStatsRequest) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+type ServerStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answering replica's Raft server id: a replica that now serves a
+	// removed member's old address is not that member.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Time since the answering replica last heard from the leader; unset when
+	// it has not heard from one since it started, or when it leads itself.
+	LastContact *durationpb.Duration `protobuf:"bytes,2,opt,name=last_contact,json=lastContact,proto3" json:"last_contact,omitempty"`
+	// The term and index of the last entry in its Raft log.
+	LastTerm      uint64 `protobuf:"varint,3,opt,name=last_term,json=lastTerm,proto3" json:"last_term,omitempty"`
+	LastIndex     uint64 `protobuf:"varint,4,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerStatsResponse) Reset() {
+	*x = ServerStatsResponse{}
+	mi := &file_committer_peer_v1_peer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerStatsResponse) ProtoMessage() {}
+
+func (x *ServerStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_committer_peer_v1_peer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerStatsResponse.ProtoReflect.Descriptor instead.
+func (*ServerStatsResponse) Descriptor() ([]byte, []int) {
+	return file_committer_peer_v1_peer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ServerStatsResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ServerStatsResponse) GetLastContact() *durationpb.Duration {
+	if x != nil {
+		return x.LastContact
+	}
+	return nil
+}
+
+func (x *ServerStatsResponse) GetLastTerm() uint64 {
+	if x != nil {
+		return x.LastTerm
+	}
+	return 0
+}
+
+func (x *ServerStatsResponse) GetLastIndex() uint64 {
+	if x != nil {
+		return x.LastIndex
+	}
+	return 0
+}
+
 var File_committer_peer_v1_peer_proto protoreflect.FileDescriptor
 
 const file_committer_peer_v1_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccommitter/peer/v1/peer.proto\x12\x11committer.peer.v1\"R\n" +
+	"\x1ccommitter/peer/v1/peer.proto\x12\x11committer.peer.v1\x1a\x1egoogle/protobuf/duration.proto\"R\n" +
 	"\x12CurrentTermRequest\x12\x1f\n" +
 	"\vleader_term\x18\x01 \x01(\x04R\n" +
 	"leaderTerm\x12\x1b\n" +
@@ -321,10 +448,21 @@ const file_committer_peer_v1_peer_proto_rawDesc = "" +
 	"\bresponse\x18\x02 \x01(\fR\bresponse\x12\x12\n" +
 	"\x04code\x18\x03 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x1a\n" +
-	"\bdraining\x18\x05 \x01(\bR\bdraining2\xb4\x01\n" +
+	"\bdraining\x18\x05 \x01(\bR\bdraining\"R\n" +
+	"\x12ServerStatsRequest\x12\x1f\n" +
+	"\vleader_term\x18\x01 \x01(\x04R\n" +
+	"leaderTerm\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\tR\bleaderId\"\x9f\x01\n" +
+	"\x13ServerStatsResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12<\n" +
+	"\flast_contact\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\vlastContact\x12\x1b\n" +
+	"\tlast_term\x18\x03 \x01(\x04R\blastTerm\x12\x1d\n" +
+	"\n" +
+	"last_index\x18\x04 \x01(\x04R\tlastIndex2\x92\x02\n" +
 	"\x04Peer\x12\\\n" +
 	"\vCurrentTerm\x12%.committer.peer.v1.CurrentTermRequest\x1a&.committer.peer.v1.CurrentTermResponse\x12N\n" +
-	"\x05Relay\x12\x1f.committer.peer.v1.RelayRequest\x1a .committer.peer.v1.RelayResponse(\x010\x01B*Z(github.com/hacommit/committer/rpc/peerpbb\x06proto3"
+	"\x05Relay\x12\x1f.committer.peer.v1.RelayRequest\x1a .committer.peer.v1.RelayResponse(\x010\x01\x12\\\n" +
+	"\vServerStats\x12%.committer.peer.v1.ServerStatsRequest\x1a&.committer.peer.v1.ServerStatsResponseB*Z(github.com/hacommit/committer/rpc/peerpbb\x06proto3"
 
 var (
 	file_committer_peer_v1_peer_proto_rawDescOnce sync.Once
@@ -338,25 +476,31 @@ func file_committer_peer_v1_peer_proto_rawDescGZIP() []byte {
 	return file_committer_peer_v1_peer_proto_rawDescData
 }
 
-var file_committer_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_committer_peer_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_committer_peer_v1_peer_proto_goTypes = []any{
 	(*CurrentTermRequest)(nil),  // 0: committer.peer.v1.CurrentTermRequest
 	(*CurrentTermResponse)(nil), // 1: committer.peer.v1.CurrentTermResponse
 	(*RelayRequest)(nil),        // 2: committer.peer.v1.RelayRequest
 	(*RelayResponse)(nil),       // 3: committer.peer.v1.RelayResponse
-	nil,                         // 4: committer.peer.v1.RelayRequest.MetadataEntry
+	(*ServerStatsRequest)(nil),  // 4: committer.peer.v1.ServerStatsRequest
+	(*ServerStatsResponse)(nil), // 5: committer.peer.v1.ServerStatsResponse
+	nil,                         // 6: committer.peer.v1.RelayRequest.MetadataEntry
+	(*durationpb.Duration)(nil), // 7: google.protobuf.Duration
 }
 var file_committer_peer_v1_peer_proto_depIdxs = []int32{
-	4, // 0: committer.peer.v1.RelayRequest.metadata:type_name -> committer.peer.v1.RelayRequest.MetadataEntry
-	0, // 1: committer.peer.v1.Peer.CurrentTerm:input_type -> committer.peer.v1.CurrentTermRequest
-	2, // 2: committer.peer.v1.Peer.Relay:input_type -> committer.peer.v1.RelayRequest
-	1, // 3: committer.peer.v1.Peer.CurrentTerm:output_type -> committer.peer.v1.CurrentTermResponse
-	3, // 4: committer.peer.v1.Peer.Relay:output_type -> committer.peer.v1.RelayResponse
-	3, // [3:5] is the sub-list for method output_type
-	1, // [1:3] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	6, // 0: committer.peer.v1.RelayRequest.metadata:type_name -> committer.peer.v1.RelayRequest.MetadataEntry
+	7, // 1: committer.peer.v1.ServerStatsResponse.last_contact:type_name -> google.protobuf.Duration
+	0, // 2: committer.peer.v1.Peer.CurrentTerm:input_type -> committer.peer.v1.CurrentTermRequest
+	2, // 3: committer.peer.v1.Peer.Relay:input_type -> committer.peer.v1.RelayRequest
+	4, // 4: committer.peer.v1.Peer.ServerStats:input_type -> committer.peer.v1.ServerStatsRequest
+	1, // 5: committer.peer.v1.Peer.CurrentTerm:output_type -> committer.peer.v1.CurrentTermResponse
+	3, // 6: committer.peer.v1.Peer.Relay:output_type -> committer.peer.v1.RelayResponse
+	5, // 7: committer.peer.v1.Peer.ServerStats:output_type -> committer.peer.v1.ServerStatsResponse
+	5, // [5:8] is the sub-list for method output_type
+	2, // [2:5] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_committer_peer_v1_peer_proto_init() }
@@ -370,7 +514,7 @@ func file_committer_peer_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_committer_peer_v1_peer_proto_rawDesc), len(file_committer_peer_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

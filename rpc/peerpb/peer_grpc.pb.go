@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Peer_CurrentTerm_FullMethodName = "/committer.peer.v1.Peer/CurrentTerm"
 	Peer_Relay_FullMethodName       = "/committer.peer.v1.Peer/Relay"
+	Peer_ServerStats_FullMethodName = "/committer.peer.v1.Peer/ServerStats"
 )
 
 // PeerClient is the client API for Peer service.
@@ -43,6 +44,13 @@ type PeerClient interface {
 	// method's response message, operation errors inside as on the consensus
 	// service itself.
 	Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayRequest, RelayResponse], error)
+	// ServerStats reports the answering replica's own view of its Raft log:
+	// how long ago it last heard from the leader, and the term and index of
+	// its last entry. The leader's autopilot asks every member for them to
+	// judge its health: whether it has caught up (a staged member is promoted
+	// once it has been healthy for the stabilization time) and whether it is
+	// reachable at all (docs/architecture.md §8.1).
+	ServerStats(ctx context.Context, in *ServerStatsRequest, opts ...grpc.CallOption) (*ServerStatsResponse, error)
 }
 
 type peerClient struct {
@@ -76,6 +84,16 @@ func (c *peerClient) Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.B
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_RelayClient = grpc.BidiStreamingClient[RelayRequest, RelayResponse]
 
+func (c *peerClient) ServerStats(ctx context.Context, in *ServerStatsRequest, opts ...grpc.CallOption) (*ServerStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServerStatsResponse)
+	err := c.cc.Invoke(ctx, Peer_ServerStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -93,6 +111,13 @@ type PeerServer interface {
 	// method's response message, operation errors inside as on the consensus
 	// service itself.
 	Relay(grpc.BidiStreamingServer[RelayRequest, RelayResponse]) error
+	// ServerStats reports the answering replica's own view of its Raft log:
+	// how long ago it last heard from the leader, and the term and index of
+	// its last entry. The leader's autopilot asks every member for them to
+	// judge its health: whether it has caught up (a staged member is promoted
+	// once it has been healthy for the stabilization time) and whether it is
+	// reachable at all (docs/architecture.md §8.1).
+	ServerStats(context.Context, *ServerStatsRequest) (*ServerStatsResponse, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -108,6 +133,9 @@ func (UnimplementedPeerServer) CurrentTerm(context.Context, *CurrentTermRequest)
 }
 func (UnimplementedPeerServer) Relay(grpc.BidiStreamingServer[RelayRequest, RelayResponse]) error {
 	return status.Error(codes.Unimplemented, "method Relay not implemented")
+}
+func (UnimplementedPeerServer) ServerStats(context.Context, *ServerStatsRequest) (*ServerStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ServerStats not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -155,6 +183,24 @@ func _Peer_Relay_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Peer_RelayServer = grpc.BidiStreamingServer[RelayRequest, RelayResponse]
 
+func _Peer_ServerStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ServerStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).ServerStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_ServerStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).ServerStats(ctx, req.(*ServerStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -165,6 +211,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CurrentTerm",
 			Handler:    _Peer_CurrentTerm_Handler,
+		},
+		{
+			MethodName: "ServerStats",
+			Handler:    _Peer_ServerStats_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -4,7 +4,9 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/hacommit/committer/cluster"
 	pb "github.com/hacommit/committer/rpc/peerpb"
 )
 
@@ -12,6 +14,8 @@ import (
 type Replica interface {
 	// CurrentTerm is the replica's current Raft term.
 	CurrentTerm() uint64
+	// ServerStats is the replica's view of its Raft log.
+	ServerStats() cluster.ServerStats
 }
 
 // Server implements pb.PeerServer.
@@ -45,4 +49,15 @@ func (s *Server) Drain() {
 // is handled, which is after the asking leader sent it.
 func (s *Server) CurrentTerm(context.Context, *pb.CurrentTermRequest) (*pb.CurrentTermResponse, error) {
 	return &pb.CurrentTermResponse{Term: s.replica.CurrentTerm()}, nil
+}
+
+// ServerStats answers with the replica's view of its Raft log as of the
+// moment the request is handled.
+func (s *Server) ServerStats(context.Context, *pb.ServerStatsRequest) (*pb.ServerStatsResponse, error) {
+	st := s.replica.ServerStats()
+	resp := &pb.ServerStatsResponse{Id: st.ID, LastTerm: st.LastTerm, LastIndex: st.LastIndex}
+	if st.LastContact >= 0 {
+		resp.LastContact = durationpb.New(st.LastContact)
+	}
+	return resp, nil
 }

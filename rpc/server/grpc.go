@@ -64,6 +64,8 @@ func New(store backend.Consensus, cfg Config, opts ...grpc.ServerOption) *Server
 	c := NewConsensus(store, cfg)
 	c.Register(gs)
 	hs := RegisterHealthAndReflection(gs)
+	// Without a readiness source the server serves whenever it runs;
+	// FollowReadiness makes it tell the truth instead.
 	hs.SetServingStatus(ConsensusServiceName, healthpb.HealthCheckResponse_SERVING)
 	return &Server{grpc: gs, health: hs, consensus: c, timeout: timeout, onPanic: onPanic}
 }
@@ -107,8 +109,9 @@ func boundWithoutDeadline(d time.Duration) grpc.UnaryServerInterceptor {
 }
 
 // RegisterHealthAndReflection adds the standard health service (reporting
-// SERVING for the whole server) and server reflection to gs, and returns the
-// health server so that the caller can report per-service status.
+// SERVING for the whole server until told otherwise) and server reflection
+// to gs, and returns the health server so that the caller can report
+// per-service status.
 func RegisterHealthAndReflection(gs *grpc.Server) *health.Server {
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -121,6 +124,53 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
 // Health returns the health service, for callers that track readiness.
 func (s *Server) Health() *health.Server { return s.health }
+
+// SetServing reports service ("" for the whole server) SERVING or
+// NOT_SERVING on the health service; Watch streams see the change. After
+// Shutdown it has no effect: everything stays NOT_SERVING.
+func (s *Server) SetServing(service string, serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus(service, st)
+}
+
+// FollowReadiness makes the health of the whole server ("") and of the
+// consensus service follow ready: it sets them from ready() before it
+// returns (so a server not yet serving never shows a stale SERVING), then
+// keeps them current from a goroutine until ctx ends, whose end closes the
+// returned channel. changed must return a channel closed after the next
+// event that may change ready(); it is taken before ready() is evaluated,
+// so a change in between is never missed. Other services keep whatever
+// SetServing reported.
+func (s *Server) FollowReadiness(ctx context.Context, ready func() bool, changed func() <-chan struct{}) <-chan struct{} {
+	ch := changed()
+	last := ready()
+	s.setReady(last)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+			}
+			ch = changed()
+			if now := ready(); now != last {
+				last = now
+				s.setReady(now)
+			}
+		}
+	}()
+	return done
+}
+
+func (s *Server) setReady(ready bool) {
+	s.SetServing("", ready)
+	s.SetServing(ConsensusServiceName, ready)
+}
 
 // Serve accepts connections on lis until Shutdown. It returns nil after a
 // Shutdown and the accept error otherwise.

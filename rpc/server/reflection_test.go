@@ -3,13 +3,16 @@ package server_test
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
 
@@ -156,6 +159,9 @@ func TestReflectionListsAdminWhenRegistered(t *testing.T) {
 	}
 }
 
+// A server built without a readiness source (server.New alone, as rpctest
+// serves a bare store) serves whenever it runs: the whole server and the
+// consensus service are SERVING at once, until Shutdown.
 func TestHealthServingThenNotServingOnShutdown(t *testing.T) {
 	store := rpctest.OpenBolt(t, bolt.Options{Logger: quietLogger()})
 	srv := rpctest.Serve(t, store, server.Config{Logger: quietLogger()})
@@ -191,5 +197,133 @@ func TestHealthServingThenNotServingOnShutdown(t *testing.T) {
 	}
 	if <-drained {
 		t.Errorf("Shutdown reported a complete drain while a watch stream was open")
+	}
+}
+
+// readiness is a hand-driven readiness source for FollowReadiness.
+type readiness struct {
+	mu      sync.Mutex
+	ready   bool
+	changed chan struct{}
+}
+
+func newReadiness() *readiness { return &readiness{changed: make(chan struct{})} }
+
+func (r *readiness) Ready() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ready
+}
+
+func (r *readiness) Changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
+func (r *readiness) set(ready bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ready = ready
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// watch opens a health Watch stream on service.
+func watch(ctx context.Context, t *testing.T, health healthpb.HealthClient, service string) healthpb.Health_WatchClient {
+	t.Helper()
+	w, err := health.Watch(ctx, &healthpb.HealthCheckRequest{Service: service})
+	if err != nil {
+		t.Fatalf("watch %q: %v", service, err)
+	}
+	return w
+}
+
+func next(t *testing.T, w healthpb.Health_WatchClient, service string, want healthpb.HealthCheckResponse_ServingStatus) {
+	t.Helper()
+	resp, err := w.Recv()
+	if err != nil || resp.GetStatus() != want {
+		t.Fatalf("watch %q: next update = %v, %v; want %v", service, resp.GetStatus(), err, want)
+	}
+}
+
+func check(ctx context.Context, t *testing.T, health healthpb.HealthClient, want map[string]healthpb.HealthCheckResponse_ServingStatus) {
+	t.Helper()
+	for svc, st := range want {
+		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || resp.GetStatus() != st {
+			t.Errorf("health of %q = %v, %v; want %v", svc, resp.GetStatus(), err, st)
+		}
+	}
+}
+
+// With a readiness source, the whole server and the consensus service
+// follow it, on Check and on Watch streams, from before the first
+// connection; a service set apart (as a replica sets Admin) keeps its own
+// status; Shutdown turns everything NOT_SERVING for good.
+func TestHealthFollowsReadiness(t *testing.T) {
+	const (
+		serving    = healthpb.HealthCheckResponse_SERVING
+		notServing = healthpb.HealthCheckResponse_NOT_SERVING
+		admin      = "committer.admin.v1.Admin"
+	)
+	store := rpctest.OpenBolt(t, bolt.Options{Logger: quietLogger()})
+	built := server.New(store, server.Config{Logger: quietLogger()})
+	adminpb.RegisterAdminServer(built.GRPC(), adminpb.UnimplementedAdminServer{})
+	built.SetServing(admin, true)
+	src := newReadiness()
+	followCtx, stopFollowing := context.WithCancel(context.Background())
+	defer stopFollowing()
+	done := built.FollowReadiness(followCtx, src.Ready, src.Changed)
+	// Set before FollowReadiness returned, with no server running yet.
+	for _, svc := range []string{"", server.ConsensusServiceName} {
+		if resp, err := built.Health().Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc}); err != nil || resp.GetStatus() != notServing {
+			t.Fatalf("health of %q right after FollowReadiness = %v, %v; want NOT_SERVING", svc, resp.GetStatus(), err)
+		}
+	}
+	srv := rpctest.StartWith(t, built)
+	health := healthpb.NewHealthClient(dialRaw(t, srv.Addr))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	check(ctx, t, health, map[string]healthpb.HealthCheckResponse_ServingStatus{"": notServing, server.ConsensusServiceName: notServing, admin: serving})
+	if _, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: "no.such.Service"}); status.Code(err) != codes.NotFound {
+		t.Errorf("health of an unknown service: %v; want NotFound", err)
+	}
+	whole, consensus, adm := watch(ctx, t, health, ""), watch(ctx, t, health, server.ConsensusServiceName), watch(ctx, t, health, admin)
+	next(t, whole, "", notServing)
+	next(t, consensus, server.ConsensusServiceName, notServing)
+	next(t, adm, admin, serving)
+
+	for _, ready := range []bool{true, false, true} {
+		src.set(ready)
+		want := notServing
+		if ready {
+			want = serving
+		}
+		next(t, whole, "", want)
+		next(t, consensus, server.ConsensusServiceName, want)
+		check(ctx, t, health, map[string]healthpb.HealthCheckResponse_ServingStatus{"": want, server.ConsensusServiceName: want, admin: serving})
+	}
+
+	// Shutdown first reports NOT_SERVING everywhere; the open watches keep
+	// the drain from completing meanwhile.
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelShutdown()
+	drained := make(chan bool, 1)
+	go func() { drained <- srv.Shutdown(shutdownCtx) }()
+	next(t, whole, "", notServing)
+	next(t, consensus, server.ConsensusServiceName, notServing)
+	next(t, adm, admin, notServing)
+	<-drained
+	// Readiness coming back after Shutdown changes nothing.
+	src.set(false)
+	src.set(true)
+	stopFollowing()
+	<-done
+	for _, svc := range []string{"", server.ConsensusServiceName, admin} {
+		if resp, err := built.Health().Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc}); err != nil || resp.GetStatus() != notServing {
+			t.Errorf("health of %q after Shutdown = %v, %v; want NOT_SERVING", svc, resp.GetStatus(), err)
+		}
 	}
 }
