@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -476,7 +477,7 @@ func (p *pilot) NotifyState(s *autopilot.State) {
 	prev := p.prev
 	p.prev = h
 	p.mu.Unlock()
-	for _, id := range sortedKeys(h.Members) {
+	for _, id := range slices.Sorted(maps.Keys(h.Members)) {
 		mh := h.Members[id]
 		was, seen := MemberHealth{}, false
 		if prev != nil {
@@ -518,15 +519,6 @@ func healthOf(s *autopilot.State, now time.Time) *ClusterHealth {
 		h.Members[string(id)] = mh
 	}
 	return h
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // RemoveFailedServer implements autopilot.ApplicationIntegration. It must

@@ -49,11 +49,7 @@ func newCertificates(dir string, opts TLSOptions) (*Certificates, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	cc, err := certgen.NewCA("proctest client CA")
-	if err != nil {
-		return nil, err
-	}
-	pc, err := certgen.NewCA("proctest peer CA")
+	cc, pc, err := certgen.NewCAPair("proctest")
 	if err != nil {
 		return nil, err
 	}

@@ -36,11 +36,7 @@ func NewTLS(dir string) (*TLS, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	clientCA, err := certgen.NewCA("jepsen client CA")
-	if err != nil {
-		return nil, err
-	}
-	peerCA, err := certgen.NewCA("jepsen peer CA")
+	clientCA, peerCA, err := certgen.NewCAPair("jepsen")
 	if err != nil {
 		return nil, err
 	}

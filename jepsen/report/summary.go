@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -252,7 +253,7 @@ func (s Summary) WriteText(w io.Writer) error {
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "operation\tok\tfail\tinfo\tunfinished\tp50\tp99\tmax\t")
-	for _, f := range sortedKeys(s.Ops) {
+	for _, f := range slices.Sorted(maps.Keys(s.Ops)) {
 		o, l := s.Ops[f], s.Latency[f]
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", f, o.OK, o.Fail, o.Info, o.Unfinished,
 			showLatency(l, l.P50), showLatency(l, l.P99), showLatency(l, l.Max))
@@ -267,7 +268,7 @@ func (s Summary) WriteText(w io.Writer) error {
 	} else {
 		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "fault\tcount\ttotal time\tnever ended\t")
-		for _, k := range sortedKeys(s.Faults) {
+		for _, k := range slices.Sorted(maps.Keys(s.Faults)) {
 			f := s.Faults[k]
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t\n", k, f.Count, f.Total.Round(time.Millisecond), f.Unended)
 		}
@@ -342,13 +343,4 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

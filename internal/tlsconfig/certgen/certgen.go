@@ -54,6 +54,19 @@ func NewCA(name string) (*CA, error) {
 	return &CA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
+// NewCAPair makes the two CAs of a cluster: name+" client CA" signs the
+// client-facing certificate and the clients' certificates, name+" peer CA"
+// the replicas' peer certificates.
+func NewCAPair(name string) (client, peer *CA, err error) {
+	if client, err = NewCA(name + " client CA"); err != nil {
+		return nil, nil, err
+	}
+	if peer, err = NewCA(name + " peer CA"); err != nil {
+		return nil, nil, err
+	}
+	return client, peer, nil
+}
+
 // PEM is the CA certificate, PEM-encoded.
 func (ca *CA) PEM() []byte { return ca.pem }
 
