@@ -325,7 +325,7 @@ func (r *Replica) lifecycle() {
 		if term := r.stepDownTerm.Swap(0); term != 0 && r.stillLeader(term) {
 			r.setNotReady(nil)
 			r.log.Warn("handing leadership away: this term cannot serve", "term", term)
-			if err := r.raft.LeadershipTransfer().Error(); err != nil {
+			if err := r.awaitUntilClosed(r.raft.LeadershipTransfer()); err != nil {
 				r.log.Warn("leadership transfer after fencing failed", "term", term, "err", err)
 			}
 		}
@@ -508,6 +508,23 @@ func (r *Replica) cacheStats() (metrics.CacheStats, bool) {
 func (r *Replica) stepDownFrom(lt *leaderTerm) {
 	if r.setNotReady(lt) && r.raft.CurrentTerm() == lt.term {
 		r.transferAway(lt.term)
+	}
+}
+
+// awaitUntilClosed waits for f, or until the replica closes. Raft's
+// leadership-transfer future has no shutdown channel: one enqueued while
+// Raft shuts down is never answered, and a lifecycle blocked on it made
+// Close wait forever (seen once in CI, in TestFencedWriteStepsTheLeaderDown's
+// cleanup). The waiting goroutine ends when Raft answers; in that race it
+// outlives the replica, blocked on a future nothing will answer.
+func (r *Replica) awaitUntilClosed(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-r.ctx.Done():
+		return fmt.Errorf("replica closing: %w", r.ctx.Err())
 	}
 }
 
