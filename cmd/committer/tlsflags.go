@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,25 +38,30 @@ func (f *clientTLSFlags) enabled() bool {
 	return f.TLS || f.CACert != "" || f.Cert != "" || f.Key != ""
 }
 
+// config is the TLS configuration the flags ask for; nil for plaintext.
+func (f *clientTLSFlags) config() (*tls.Config, error) {
+	if !f.enabled() {
+		return nil, nil
+	}
+	return tlsconfig.Client(tlsconfig.Files{CA: f.CACert, Cert: f.Cert, Key: f.Key}, f.ServerName)
+}
+
 // dialOption is the transport credentials the flags ask for.
 func (f *clientTLSFlags) dialOption() (grpc.DialOption, error) {
-	if !f.enabled() {
-		return grpc.WithTransportCredentials(insecure.NewCredentials()), nil
-	}
-	cfg, err := tlsconfig.Client(tlsconfig.Files{CA: f.CACert, Cert: f.Cert, Key: f.Key}, f.ServerName)
-	if err != nil {
+	cfg, err := f.config()
+	switch {
+	case err != nil:
 		return nil, err
+	case cfg == nil:
+		return grpc.WithTransportCredentials(insecure.NewCredentials()), nil
 	}
 	return grpc.WithTransportCredentials(credentials.NewTLS(cfg)), nil
 }
 
 // clientOptions are the Go client's options for the flags.
 func (f *clientTLSFlags) clientOptions() ([]client.Option, error) {
-	if !f.enabled() {
-		return nil, nil
-	}
-	cfg, err := tlsconfig.Client(tlsconfig.Files{CA: f.CACert, Cert: f.Cert, Key: f.Key}, f.ServerName)
-	if err != nil {
+	cfg, err := f.config()
+	if err != nil || cfg == nil {
 		return nil, err
 	}
 	return []client.Option{client.WithTLS(cfg)}, nil
