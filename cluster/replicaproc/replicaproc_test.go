@@ -74,7 +74,9 @@ func TestPauseReturnsOnlyWhenEveryThreadIsStopped(t *testing.T) {
 func TestExitsThisPackageCausesAreNotCrashes(t *testing.T) {
 	var crashes atomic.Int32
 	var last atomic.Value
-	onCrash := func(err error) { crashes.Add(1); last.Store(fmt.Sprint(err)) }
+	// The cause is stored before the count, so a reader that sees the
+	// count also sees the cause.
+	onCrash := func(err error) { last.Store(fmt.Sprint(err)); crashes.Add(1) }
 
 	r := spintest.Replica(t, "spin", onCrash)
 	if err := r.Spawn(); err != nil {
