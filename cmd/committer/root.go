@@ -24,7 +24,7 @@ func newRootCommand() *cobra.Command {
 		},
 	}
 	logCfg.register(root.PersistentFlags())
-	root.AddCommand(newServeCommand(&logCfg), newDevCommand(&logCfg), newStatusCommand(), newMembersCommand(), newLeaderCommand(), newFenceCommand(), newBenchCommand(), newRecoverCommand(&logCfg), newVersionCommand(), newDocsCommand())
+	root.AddCommand(newServeCommand(&logCfg), newDevCommand(&logCfg), newStatusCommand(), newMembersCommand(), newLeaderCommand(), newFenceCommand(), newBenchCommand(), newRecoverCommand(&logCfg), newVersionCommand(), newProbeCommand(), newDocsCommand())
 	documentEnv(root)
 	return root
 }
