@@ -3,6 +3,7 @@ package replicaproc
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -20,6 +21,9 @@ type BuildOptions struct {
 	// under faults shows up in its log. It makes replicas several times
 	// slower.
 	Race bool
+	// Static builds without cgo, as the container image does, so the
+	// binary tested is the one shipped.
+	Static bool
 }
 
 // Build compiles the committer binary into dir and returns its path.
@@ -36,6 +40,9 @@ func Build(ctx context.Context, dir string, opts BuildOptions) (string, error) {
 	args = append(args, binaryPackage)
 	cmd := exec.CommandContext(ctx, goTool, args...)
 	cmd.Dir = opts.ModuleDir
+	if opts.Static {
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go %v: %w\n%s", args, err, out)
 	}

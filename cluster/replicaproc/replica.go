@@ -52,6 +52,12 @@ type Options struct {
 	// HTTPS makes the probes use https (the replica serves TLS; HTTP
 	// then carries the client's certificates and roots).
 	HTTPS bool
+	// Argv, when set, is the whole command line after the binary's name,
+	// run as given instead of Args.Argv(): the deploy tests run the
+	// command lines that manifests spell out, flags and all. ProbeAddr is
+	// then where /healthz and /readyz answer (Args.HTTPAddr otherwise).
+	Argv      []string
+	ProbeAddr string
 }
 
 // Replica is one replica's slot: its command line and log, and at most one
@@ -154,7 +160,7 @@ func (r *Replica) Spawn() error {
 		return fmt.Errorf("%w (pid %d)", ErrRunning, r.proc.pid())
 	}
 	p, err := spawn(spawnSpec{
-		binary: r.opts.Binary, args: r.args.Argv(), env: r.opts.Env, logPath: r.opts.LogPath, ownGroup: r.opts.OwnProcessGroup,
+		binary: r.opts.Binary, args: r.argv(), env: r.opts.Env, logPath: r.opts.LogPath, ownGroup: r.opts.OwnProcessGroup,
 		onExit: func(p *process) {
 			if !p.intended.Load() && r.opts.OnCrash != nil {
 				r.opts.OnCrash(p.err)
@@ -166,6 +172,23 @@ func (r *Replica) Spawn() error {
 	}
 	r.proc, r.paused = p, false
 	return nil
+}
+
+// argv is the next start's command line after the binary's name; r.mu is
+// held.
+func (r *Replica) argv() []string {
+	if r.opts.Argv != nil {
+		return r.opts.Argv
+	}
+	return r.args.Argv()
+}
+
+// probeAddr is where the probes go.
+func (r *Replica) probeAddr() string {
+	if r.opts.ProbeAddr != "" {
+		return r.opts.ProbeAddr
+	}
+	return r.Args().HTTPAddr
 }
 
 // Start starts a process and waits until it answers /healthz or ctx ends
@@ -284,7 +307,7 @@ func (r *Replica) Get(ctx context.Context, path string) (int, []byte, error) {
 	if r.opts.HTTPS {
 		scheme = "https://"
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+r.Args().HTTPAddr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+r.probeAddr()+path, nil)
 	if err != nil {
 		return 0, nil, err
 	}
