@@ -15,7 +15,7 @@ GRPCURL_VERSION := v1.9.4
 TEST_TIMEOUT ?= 20m
 TEST_FLAGS ?= -race -count=1 -timeout $(TEST_TIMEOUT)
 
-.PHONY: help build test lint proto proto-check run clean tools docs
+.PHONY: help build test lint proto proto-check run clean tools docs image
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -32,16 +32,34 @@ LDFLAGS := -X '$(BUILDINFO).linkedVersion=$(VERSION)' -X '$(BUILDINFO).linkedRev
 build: ## build bin/committer
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/committer ./cmd/committer
 
-test: lint ## run every test (race detector on, real PostgreSQL)
+# deploy/ is a module of its own, so that the Kubernetes, compose and
+# Prometheus libraries its tests use stay out of the server's module graph.
+test: lint ## run every test (race detector on, real PostgreSQL), the deploy/ artifacts' included
 	$(GO) test $(TEST_FLAGS) ./...
+	cd deploy && GOTOOLCHAIN=local $(GO) test $(TEST_FLAGS) ./...
 
 lint: ## go vet and gofmt
 	$(GO) vet ./...
+	cd deploy && GOTOOLCHAIN=local $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 docs: ## regenerate docs/flags.md from the CLI itself
 	$(GO) run ./cmd/committer docs > docs/flags.md
+
+# The container image from a binary built here (no base image to pull):
+# deploy/image/Containerfile.prebuilt over a context of the static binary
+# and the host's CA roots. deploy/image/Dockerfile builds the same image
+# from source where a Go base image can be pulled.
+IMAGE ?= committer:latest
+IMAGE_CONTEXT := $(BIN)/image-context
+image: ## build the container image $(IMAGE) with podman or docker (static binary built on the host)
+	@builder=$$(command -v podman || { docker info >/dev/null 2>&1 && command -v docker; } || true); \
+	if [ -z "$$builder" ]; then echo "make image: no image builder found (install podman, or run a docker engine)" >&2; exit 1; fi; \
+	rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT)/data && \
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(IMAGE_CONTEXT)/committer ./cmd/committer && \
+	cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_CONTEXT)/ && \
+	$$builder build -f deploy/image/Containerfile.prebuilt -t $(IMAGE) $(IMAGE_CONTEXT)
 
 run: build ## run a local 3-replica cluster on the embedded backend
 	$(BIN)/committer dev
