@@ -107,7 +107,10 @@ type Config struct {
 	BootstrapExpect int
 	Peers           []Peer
 	// Join lists gRPC addresses of existing members to join through.
-	// Ignored once the data dir holds state.
+	// Ignored once the data dir holds state. With Peers as well, only a
+	// replica missing from Peers joins: every pod of a StatefulSet gets
+	// the same flags, the initial ones bootstrap and those added by a
+	// scale-up join (docs/operations.md, Kubernetes).
 	Join []string
 	// Cache bounds the leader's head cache.
 	Cache cache.Config
@@ -192,9 +195,6 @@ func (c *Config) validate() error {
 	if c.BootstrapExpect < 0 {
 		errs = append(errs, errors.New("bootstrap-expect must not be negative"))
 	}
-	if c.BootstrapExpect > 0 && len(c.Join) > 0 {
-		errs = append(errs, errors.New("bootstrap-expect and join are exclusive: a replica either forms a new cluster or joins one"))
-	}
 	if c.BootstrapExpect > 1 && len(c.Peers) != c.BootstrapExpect {
 		errs = append(errs, fmt.Errorf("bootstrap-expect %d needs exactly %d peers (id=raftaddr, this replica included), got %d", c.BootstrapExpect, c.BootstrapExpect, len(c.Peers)))
 	}
@@ -211,8 +211,8 @@ func (c *Config) validate() error {
 			seen[p.ID] = true
 			self = self || p.ID == c.ID
 		}
-		if !self {
-			errs = append(errs, fmt.Errorf("peer list does not include this replica (%q)", c.ID))
+		if !self && len(c.Join) == 0 {
+			errs = append(errs, fmt.Errorf("peer list does not include this replica (%q), and without --join it cannot join either", c.ID))
 		}
 	}
 	if _, err := ParseReadConsistency(string(c.ReadConsistency)); err != nil {
@@ -222,6 +222,20 @@ func (c *Config) validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// initialVoter says whether this replica is one of the voters a new
+// cluster bootstraps with: listed in Peers, or alone when Peers is empty.
+func (c *Config) initialVoter() bool {
+	if len(c.Peers) == 0 {
+		return true
+	}
+	for _, p := range c.Peers {
+		if p.ID == c.ID {
+			return true
+		}
+	}
+	return false
 }
 
 func (t Timeouts) withDefaults() Timeouts {

@@ -226,7 +226,7 @@ func (r *Replica) startRaft() (err error) {
 	switch {
 	case existing:
 		r.log.Info("restarting on existing raft state", "data_dir", r.cfg.DataDir)
-	case r.cfg.BootstrapExpect > 0:
+	case r.cfg.BootstrapExpect > 0 && r.cfg.initialVoter():
 		servers := []raft.Server{}
 		if len(r.cfg.Peers) == 0 {
 			servers = append(servers, raft.Server{ID: rc.LocalID, Address: transport.LocalAddr(), Suffrage: raft.Voter})

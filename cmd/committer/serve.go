@@ -98,7 +98,7 @@ func newServeCommand(logCfg *logConfig) *cobra.Command {
 	fs.StringVar(&r.HTTPAddr, "http-addr", defaultHTTPAddr, "address of /healthz, /readyz, /metrics and /debug/pprof (empty: off)")
 	fs.IntVar(&r.BootstrapExpect, "bootstrap-expect", 0, "form a new cluster of this many voters, listed in --peers (ignored once the data dir holds state)")
 	fs.StringVar(&cfg.Peers, "peers", "", "initial voters as id=raft-host:port,... (this replica included), with --bootstrap-expect")
-	fs.StringVar(&cfg.Join, "join", "", "gRPC addresses (host:port,...) of running replicas to join through (ignored once the data dir holds state)")
+	fs.StringVar(&cfg.Join, "join", "", "gRPC addresses (host:port,...) of running replicas to join through (ignored once the data dir holds state; given with --peers, only a replica missing from --peers joins, so every pod of a StatefulSet can share one command line)")
 	fs.StringVar(&cfg.ReadConsistency, "read-consistency", string(cluster.Linearizable), "linearizable, or leader (skips the leadership check: a documented stale-read window)")
 	fs.BoolVar(&r.UnsafeSkipFence, "unsafe-skip-fence", false, "serve as leader without fencing the backend; breaks safety, exists only for correctness testing")
 	_ = fs.MarkHidden("unsafe-skip-fence")
