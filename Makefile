@@ -15,7 +15,7 @@ GRPCURL_VERSION := v1.9.4
 TEST_TIMEOUT ?= 20m
 TEST_FLAGS ?= -race -count=1 -timeout $(TEST_TIMEOUT)
 
-.PHONY: help build test lint proto proto-check run clean tools docs image
+.PHONY: help build test lint proto proto-check run clean tools docs image rules
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -47,6 +47,9 @@ lint: ## go vet and gofmt
 	cd deploy && GOTOOLCHAIN=local $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+rules: ## regenerate deploy/kubernetes/base/prometheusrule.yaml from deploy/observability/alerts.yaml
+	cd deploy && GOTOOLCHAIN=local $(GO) run ./observability/genrule
 
 docs: ## regenerate docs/flags.md from the CLI itself
 	$(GO) run ./cmd/committer docs > docs/flags.md
