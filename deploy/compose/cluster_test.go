@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -22,8 +20,6 @@ import (
 
 	"github.com/hacommit/committer/deploy/deploytest"
 	"github.com/hacommit/committer/internal/freeport"
-	"github.com/hacommit/committer/internal/tlsconfig"
-	"github.com/hacommit/committer/internal/tlsconfig/certgen"
 )
 
 // Loopback blocks of this package: one address per container.
@@ -92,7 +88,7 @@ type replica struct {
 // mount of certificates, a fresh directory for each named volume).
 func replicas(t *testing.T, p *types.Project, block int, backend, certDir string) []replica {
 	t.Helper()
-	img, err := readDockerfile(filepath.Join(deploytest.DeployDir(), "image", "Dockerfile"))
+	img, err := deploytest.ReadDockerfile(deploytest.ImageDockerfile())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,11 +118,11 @@ func replicas(t *testing.T, p *types.Project, block int, backend, certDir string
 
 		entrypoint := []string(s.Entrypoint)
 		if len(entrypoint) == 0 {
-			entrypoint = img.entrypoint
+			entrypoint = img.Entrypoint
 		}
 		command := []string(s.Command)
 		if len(command) == 0 {
-			command = img.cmd
+			command = img.Cmd
 		}
 		argv := append(slices.Clone(entrypoint), command...)
 		if len(argv) == 0 || argv[0] != binaryPath {
@@ -141,7 +137,7 @@ func replicas(t *testing.T, p *types.Project, block int, backend, certDir string
 			args = append(args, r)
 		}
 
-		environ := maps.Clone(img.env)
+		environ := maps.Clone(img.Env)
 		maps.Copy(environ, serviceEnv(t, s))
 		var envList []string
 		for _, k := range slices.Sorted(maps.Keys(environ)) {
@@ -268,53 +264,11 @@ func TestComposeTLSClusterServes(t *testing.T) {
 	certDir := t.TempDir()
 	backend := env.Database(t)
 	reps := replicas(t, p, tlsBlock, backend, certDir)
-	var ips []net.IP
+	var hosts []string
 	for _, r := range reps {
 		host, _, _ := net.SplitHostPort(r.node.GRPCAddr)
-		ips = append(ips, net.ParseIP(host))
+		hosts = append(hosts, host)
 	}
-	tlsCfg := writeCertificates(t, certDir, ips)
+	tlsCfg := deploytest.WriteGenCerts(t, certDir, hosts)
 	serveAndProbe(t, reps, tlsCfg)
-}
-
-// writeCertificates writes into dir what scripts/gen-certs.sh writes for
-// the documented command, with the containers' loopback addresses in place
-// of the service names, localhost and 127.0.0.1, and returns the admin
-// client's configuration.
-func writeCertificates(t *testing.T, dir string, ips []net.IP) *tls.Config {
-	t.Helper()
-	clientCA, peerCA, err := certgen.NewCAPair("committer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name string, b []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("client-ca.crt", clientCA.PEM())
-	write("peer-ca.crt", peerCA.PEM())
-	for _, leaf := range []struct {
-		name string
-		ca   *certgen.CA
-		spec certgen.Leaf
-	}{
-		{"server", clientCA, certgen.Leaf{CommonName: "committer", IPs: ips, Server: true}},
-		{"peer", peerCA, certgen.Leaf{CommonName: "committer-peer", IPs: ips, Server: true, Client: true}},
-		{"admin", clientCA, certgen.Leaf{CommonName: "admin", Client: true}},
-	} {
-		certPEM, keyPEM, err := leaf.ca.Issue(leaf.spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		write(leaf.name+".crt", certPEM)
-		write(leaf.name+".key", keyPEM)
-	}
-	cfg, err := tlsconfig.Client(tlsconfig.Files{
-		Cert: filepath.Join(dir, "admin.crt"), Key: filepath.Join(dir, "admin.key"), CA: filepath.Join(dir, "client-ca.crt"),
-	}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
 }

@@ -13,8 +13,6 @@ import (
 	"testing"
 
 	"github.com/hacommit/committer/deploy/deploytest"
-	"github.com/hacommit/committer/internal/tlsconfig"
-	"github.com/hacommit/committer/internal/tlsconfig/certgen"
 )
 
 var env *deploytest.Env
@@ -231,7 +229,7 @@ func TestThreeVMsServe(t *testing.T) {
 func TestThreeVMsServeWithTLS(t *testing.T) {
 	sourceDir := t.TempDir()
 	ips := deploytest.Loopback(t, loopbackBlock, 3)
-	clientCfg := writeCertificates(t, sourceDir, ips)
+	clientCfg := deploytest.WriteGenCerts(t, sourceDir, ips)
 	creds := tlsCredentials(t)
 	credDirs := make([]string, len(ips))
 	for i := range credDirs {
@@ -259,49 +257,4 @@ func TestThreeVMsServeWithTLS(t *testing.T) {
 		}
 	}
 	serve(t, nodes, clientCfg)
-}
-
-// writeCertificates writes into dir what scripts/gen-certs.sh writes (the
-// files the README's install steps put in /etc/committer/tls), for the VMs'
-// loopback addresses, and returns the admin client's configuration.
-func writeCertificates(t *testing.T, dir string, hosts []string) *tls.Config {
-	t.Helper()
-	var ips []net.IP
-	for _, h := range hosts {
-		ips = append(ips, net.ParseIP(h))
-	}
-	clientCA, peerCA, err := certgen.NewCAPair("committer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name string, b []byte) {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("client-ca.crt", clientCA.PEM())
-	write("peer-ca.crt", peerCA.PEM())
-	for _, leaf := range []struct {
-		name string
-		ca   *certgen.CA
-		spec certgen.Leaf
-	}{
-		{"server", clientCA, certgen.Leaf{CommonName: "committer", IPs: ips, Server: true}},
-		{"peer", peerCA, certgen.Leaf{CommonName: "committer-peer", IPs: ips, Server: true, Client: true}},
-		{"admin", clientCA, certgen.Leaf{CommonName: "admin", Client: true}},
-	} {
-		certPEM, keyPEM, err := leaf.ca.Issue(leaf.spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		write(leaf.name+".crt", certPEM)
-		write(leaf.name+".key", keyPEM)
-	}
-	cfg, err := tlsconfig.Client(tlsconfig.Files{
-		Cert: filepath.Join(dir, "admin.crt"), Key: filepath.Join(dir, "admin.key"), CA: filepath.Join(dir, "client-ca.crt"),
-	}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
 }
