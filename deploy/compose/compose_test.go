@@ -138,7 +138,7 @@ func checkInvariants(t *testing.T, p *types.Project, tlsOn bool) {
 		t.Errorf("postgres volumes %+v: want a named volume on /var/lib/postgresql/data", pg.Volumes)
 	}
 
-	img, err := readDockerfile(filepath.Join(deploytest.DeployDir(), "image", "Dockerfile"))
+	img, err := deploytest.ReadDockerfile(deploytest.ImageDockerfile())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,8 +190,8 @@ func checkInvariants(t *testing.T, p *types.Project, tlsOn bool) {
 		}
 
 		// The data dir is a volume of the replica's own.
-		if e["COMMITTER_DATA_DIR"] != "/var/lib/committer" || img.env["COMMITTER_DATA_DIR"] != e["COMMITTER_DATA_DIR"] {
-			t.Errorf("%s: COMMITTER_DATA_DIR %q, image's %q: want both /var/lib/committer", name, e["COMMITTER_DATA_DIR"], img.env["COMMITTER_DATA_DIR"])
+		if e["COMMITTER_DATA_DIR"] != "/var/lib/committer" || img.Env["COMMITTER_DATA_DIR"] != e["COMMITTER_DATA_DIR"] {
+			t.Errorf("%s: COMMITTER_DATA_DIR %q, image's %q: want both /var/lib/committer", name, e["COMMITTER_DATA_DIR"], img.Env["COMMITTER_DATA_DIR"])
 		}
 		var data []types.ServiceVolumeConfig
 		for _, v := range s.Volumes {
@@ -241,8 +241,8 @@ func checkInvariants(t *testing.T, p *types.Project, tlsOn bool) {
 		if s.Build == nil || s.Build.Context != deploytest.RepositoryRoot() || s.Build.Dockerfile != "deploy/image/Dockerfile" {
 			t.Errorf("%s: build %+v, want context %s with deploy/image/Dockerfile", name, s.Build, deploytest.RepositoryRoot())
 		}
-		if len(s.Entrypoint) != 0 || !slices.Equal(img.entrypoint, []string{binaryPath}) || !slices.Equal(s.Command, types.ShellCommand{"serve"}) {
-			t.Errorf("%s: entrypoint %q (image %q), command %q: want the image's %s with serve", name, s.Entrypoint, img.entrypoint, s.Command, binaryPath)
+		if len(s.Entrypoint) != 0 || !slices.Equal(img.Entrypoint, []string{binaryPath}) || !slices.Equal(s.Command, types.ShellCommand{"serve"}) {
+			t.Errorf("%s: entrypoint %q (image %q), command %q: want the image's %s with serve", name, s.Entrypoint, img.Entrypoint, s.Command, binaryPath)
 		}
 		if !s.ReadOnly || !slices.Equal(s.CapDrop, []string{"ALL"}) || !slices.Contains(s.SecurityOpt, "no-new-privileges:true") {
 			t.Errorf("%s: read_only %v, cap_drop %v, security_opt %v: want a read-only root, no capabilities, no-new-privileges", name, s.ReadOnly, s.CapDrop, s.SecurityOpt)

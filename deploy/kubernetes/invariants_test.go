@@ -1,14 +1,10 @@
 package kubernetes
 
 import (
-	"bufio"
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -812,29 +808,12 @@ func cmpOr[T comparable](v, fallback T) T {
 // Dockerfile, which the StatefulSet's command and runAsUser must match.
 func dockerfile(t *testing.T) (entrypoint []string, user string) {
 	t.Helper()
-	f, err := os.Open(filepath.Join(deploytest.DeployDir(), "image", "Dockerfile"))
+	img, err := deploytest.ReadDockerfile(deploytest.ImageDockerfile())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if v, ok := strings.CutPrefix(line, "ENTRYPOINT "); ok {
-			entrypoint = nil
-			if err := json.Unmarshal([]byte(v), &entrypoint); err != nil {
-				t.Fatalf("Dockerfile ENTRYPOINT %s: %v", v, err)
-			}
-		}
-		if v, ok := strings.CutPrefix(line, "USER "); ok {
-			user = strings.TrimSpace(v)
-		}
+	if len(img.Entrypoint) == 0 || img.User == "" {
+		t.Fatalf("the Dockerfile's ENTRYPOINT %q or USER %q is missing", img.Entrypoint, img.User)
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(entrypoint) == 0 || user == "" {
-		t.Fatalf("the Dockerfile's ENTRYPOINT %q or USER %q is missing", entrypoint, user)
-	}
-	return entrypoint, user
+	return img.Entrypoint, img.User
 }
